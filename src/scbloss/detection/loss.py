@@ -1,0 +1,155 @@
+"""SSD's MultiBox loss with hard negative mining and the scale-balanced per-object weighting."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .box_coder import BoxCoder
+from .iou import PriorIntervals
+from .matcher import match_concat, matching_counts
+from .weighting import WEIGHTINGS, object_weights
+
+Target = dict[str, torch.Tensor]
+
+
+def concat_targets(
+    targets: Sequence[Target], num_classes: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All images' boxes [S, 4] and labels [S] one after another, and the image index of each [S]."""
+    for index, target in enumerate(targets):
+        boxes, labels = target.get("boxes"), target.get("labels")
+        if boxes is None or labels is None:
+            raise ValueError(f"target {index}: needs 'boxes' and 'labels'")
+        if boxes.dim() != 2 or boxes.shape[-1] != 4:
+            raise ValueError(f"target {index}: boxes must be [G, 4], got {list(boxes.shape)}")
+        if labels.dim() != 1 or labels.shape[0] != boxes.shape[0]:
+            raise ValueError(
+                f"target {index}: labels must be [G] with G = {boxes.shape[0]} boxes, got {list(labels.shape)}"
+            )
+    boxes = torch.cat([t["boxes"].to(device=device, dtype=dtype) for t in targets])
+    labels = torch.cat([t["labels"].to(device=device, dtype=torch.long) for t in targets])
+    counts = torch.tensor([t["boxes"].shape[0] for t in targets], device=device)
+    image_of_gt = torch.repeat_interleave(torch.arange(len(targets), device=device), counts)
+    if labels.numel() and (labels.min() < 1 or labels.max() > num_classes):
+        raise ValueError(
+            f"targets: labels must lie in 1..{num_classes} (0 is background), "
+            f"got {labels.min().item()}..{labels.max().item()}"
+        )
+    return boxes, labels, image_of_gt
+
+
+def hard_negative_mask(neg_loss: torch.Tensor, num_neg: torch.Tensor) -> torch.Tensor:
+    """Per image, mark the ``num_neg[b]`` entries with the largest ``neg_loss`` (positives must be set to -inf)."""
+    most = int(num_neg.max().item()) if num_neg.numel() else 0
+    mask = torch.zeros_like(neg_loss, dtype=torch.bool)
+    if most == 0:
+        return mask
+    # topk of the largest count instead of a full sort: the counts are a few hundred out of thousands of priors.
+    _, order = neg_loss.topk(most, dim=1)
+    keep = torch.arange(most, device=neg_loss.device)[None, :] < num_neg[:, None]
+    return mask.scatter_(1, order, keep)
+
+
+class MultiBoxLoss(nn.Module):
+    """SSD's loss, with each positive prior weighted by the W(M) of the object it matched.
+
+    ``apply_to="cls"`` (default) follows the authors' released code: W multiplies the classification loss of the
+    positive priors only, while the localization loss, the negatives, the hard-negative count and the normalizer N
+    stay unweighted. ``apply_to="cls+loc"`` also weights each positive prior's localization loss, as the paper's
+    Eq. (2) reads (W_i multiplies the whole per-anchor loss L). Both terms are divided by the number of positive
+    priors in the batch (at least 1); an image without objects has no positives and so, as in SSD, no negatives.
+    """
+
+    def __init__(
+        self,
+        weighting: str = "scb",
+        alpha: float = 1.0,
+        beta: float = 3.0,
+        apply_to: str = "cls",
+        neg_pos_ratio: int = 3,
+        variances: tuple[float, float] = (0.1, 0.2),
+        iou_threshold: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown weighting {weighting!r}; choose one of {sorted(WEIGHTINGS)}")
+        if apply_to not in ("cls", "cls+loc"):
+            raise ValueError(f"apply_to must be 'cls' or 'cls+loc', got {apply_to!r}")
+        self.weighting, self.alpha, self.beta, self.apply_to = weighting, alpha, beta, apply_to
+        self.neg_pos_ratio = neg_pos_ratio
+        self.iou_threshold = iou_threshold
+        self.box_coder = BoxCoder(variances)
+        self._cached_intervals: PriorIntervals | None = None
+
+    def forward(
+        self, loc_pred: torch.Tensor, conf_pred: torch.Tensor, priors: torch.Tensor, targets: Sequence[Target]
+    ) -> dict[str, torch.Tensor]:
+        batch, num_priors, num_logits = self._check_shapes(loc_pred, conf_pred, priors, targets)
+        gt_boxes, gt_labels, image_of_gt = concat_targets(targets, num_logits - 1, priors.device, priors.dtype)
+
+        with torch.no_grad():
+            matched = match_concat(gt_boxes, image_of_gt, batch, self._intervals(priors), self.iou_threshold)
+            positive = matched >= 0
+            pos_image, pos_prior = positive.nonzero(as_tuple=True)
+            pos_gt = matched[pos_image, pos_prior]
+            counts = matching_counts(pos_gt, gt_boxes.shape[0])  # M_i of every object in the batch
+            pos_weight = object_weights(counts, self.weighting, self.alpha, self.beta).to(conf_pred.dtype)[pos_gt]
+            class_target = torch.zeros_like(matched)
+            class_target[pos_image, pos_prior] = gt_labels[pos_gt]
+
+        cross_entropy = F.cross_entropy(
+            conf_pred.reshape(-1, num_logits), class_target.view(-1), reduction="none"
+        ).view(batch, num_priors)
+
+        num_pos_per_image = positive.sum(dim=1)
+        num_neg = torch.minimum(self.neg_pos_ratio * num_pos_per_image, num_priors - num_pos_per_image)
+        with torch.no_grad():
+            negative = hard_negative_mask(cross_entropy.detach().masked_fill(positive, float("-inf")), num_neg)
+
+        num_pos = num_pos_per_image.sum()
+        normalizer = num_pos.clamp(min=1).to(conf_pred.dtype)
+        positive_ce = cross_entropy[pos_image, pos_prior]
+        loss_cls = ((positive_ce * pos_weight).sum() + cross_entropy[negative].sum()) / normalizer
+
+        loc_target = self.box_coder.encode(gt_boxes[pos_gt], priors[pos_prior])
+        loc_loss = F.smooth_l1_loss(
+            loc_pred[pos_image, pos_prior], loc_target.to(loc_pred.dtype), reduction="none"
+        ).sum(dim=1)
+        if self.apply_to == "cls+loc":
+            loc_loss = loc_loss * pos_weight
+        loss_loc = loc_loss.sum() / normalizer
+
+        return {"loss_cls": loss_cls, "loss_loc": loss_loc, "num_pos": num_pos}
+
+    def _intervals(self, priors: torch.Tensor) -> PriorIntervals:
+        """The priors' interval split, rebuilt only when another prior tensor comes in (models keep theirs fixed)."""
+        if self._cached_intervals is None or not self._cached_intervals.describes(priors):
+            self._cached_intervals = PriorIntervals(priors)
+        return self._cached_intervals
+
+    @staticmethod
+    def _check_shapes(
+        loc_pred: torch.Tensor, conf_pred: torch.Tensor, priors: torch.Tensor, targets: Sequence[Target]
+    ) -> tuple[int, int, int]:
+        if priors.dim() != 2 or priors.shape[1] != 4:
+            raise ValueError(f"MultiBoxLoss: priors must be [A, 4], got {list(priors.shape)}")
+        num_priors = priors.shape[0]
+        if loc_pred.dim() != 3 or loc_pred.shape[1:] != (num_priors, 4):
+            raise ValueError(f"MultiBoxLoss: loc_pred must be [B, {num_priors}, 4], got {list(loc_pred.shape)}")
+        if conf_pred.dim() != 3 or conf_pred.shape[:2] != loc_pred.shape[:2] or conf_pred.shape[2] < 2:
+            raise ValueError(
+                f"MultiBoxLoss: conf_pred must be [B, {num_priors}, C+1] with the batch of loc_pred "
+                f"{list(loc_pred.shape)} and C >= 1, got {list(conf_pred.shape)}"
+            )
+        if loc_pred.shape[0] == 0:
+            raise ValueError("MultiBoxLoss: empty batch")
+        if len(targets) != loc_pred.shape[0]:
+            raise ValueError(f"MultiBoxLoss: {len(targets)} targets for a batch of {loc_pred.shape[0]} images")
+        return loc_pred.shape[0], num_priors, conf_pred.shape[2]
+
+
+__all__ = ["MultiBoxLoss", "concat_targets", "hard_negative_mask"]

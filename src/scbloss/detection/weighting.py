@@ -1,0 +1,52 @@
+"""Per-object loss weights W(M) from the number of priors M an object matched (paper Eq. 3 and Table 1)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+WeightFn = Callable[[torch.Tensor, float, float], torch.Tensor]
+
+
+def _none(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    return torch.ones_like(m)
+
+
+def _inv_log1p(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    return 1.0 / (torch.log(m) + 1.0)
+
+
+def _inv_sqrt(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    return torch.rsqrt(m)
+
+
+def _inv(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    return 1.0 / m
+
+
+def _scb(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    return beta * (torch.log(m) + alpha) / m
+
+
+WEIGHTINGS: dict[str, WeightFn] = {
+    "none": _none,  # Table 1 row "1": plain SSD
+    "inv_log1p": _inv_log1p,  # 1 / (log M + 1)
+    "inv_sqrt": _inv_sqrt,  # 1 / sqrt(M)
+    "inv": _inv,  # 1 / M
+    "scb": _scb,  # beta (log M + alpha) / M; Table 1 prints it as (log M + 1)/M, its 78.2 is Table 2's alpha=1, beta=3
+}
+
+
+def object_weights(counts: torch.Tensor, weighting: str, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
+    """W for each object from its match count M (natural log). Objects with M = 0 hold no prior and get weight 0."""
+    try:
+        fn = WEIGHTINGS[weighting]
+    except KeyError:
+        raise ValueError(f"unknown weighting {weighting!r}; choose one of {sorted(WEIGHTINGS)}") from None
+    m = counts.to(torch.get_default_dtype() if not counts.is_floating_point() else counts.dtype)
+    weights = fn(m.clamp(min=1.0), alpha, beta)
+    return torch.where(m > 0, weights, torch.zeros_like(weights))
+
+
+__all__ = ["WEIGHTINGS", "object_weights"]

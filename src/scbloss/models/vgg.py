@@ -1,0 +1,71 @@
+"""SSD's VGG16 trunk: torchvision's VGG16 layer layout with pool5 3x3/1 and fc6/fc7 as (dilated) convolutions."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# torchvision's vgg16 "D" configuration; "C" marks the ceil-mode pool3 that makes 300 -> 38 at conv4_3.
+_VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512]
+CONV4_3_END = 23  # index in ``features`` just after conv4_3's ReLU, as in torchvision's vgg16().features
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count under a width multiplier (at least 1)."""
+    return max(1, int(round(channels * width)))
+
+
+class L2Norm(nn.Module):
+    """Channel-wise L2 normalization with a learned per-channel scale (ParseNet), initialized to ``scale``."""
+
+    def __init__(self, channels: int, scale: float = 20.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), float(scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=1, eps=1e-10) * self.weight.view(1, -1, 1, 1)
+
+
+class VGG16Trunk(nn.Module):
+    """conv1_1 .. fc7. ``forward`` returns (conv4_3, fc7) feature maps.
+
+    ``features`` keeps torchvision's indices (features.0 ... features.28) so ImageNet weights load by name.
+    """
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for entry in _VGG16:
+            if entry == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            elif entry == "C":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
+            else:
+                out_channels = scaled(entry, width)
+                layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                in_channels = out_channels
+        self.features = nn.Sequential(*layers)
+        fc_channels = scaled(1024, width)
+        self.fc = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1),  # pool5
+            nn.Conv2d(in_channels, fc_channels, kernel_size=3, padding=6, dilation=6),  # fc6, atrous
+            nn.ReLU(inplace=True),
+            nn.Conv2d(fc_channels, fc_channels, kernel_size=1),  # fc7
+            nn.ReLU(inplace=True),
+        )
+        self.conv4_3_channels = scaled(512, width)
+        self.fc7_channels = fc_channels
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        conv4_3 = self.features[:CONV4_3_END](x)
+        fc7 = self.fc(self.features[CONV4_3_END:](conv4_3))
+        return conv4_3, fc7
+
+
+__all__ = ["L2Norm", "VGG16Trunk", "scaled"]

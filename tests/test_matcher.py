@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from scbloss.detection import match, match_batch, matching_counts, matching_counts_batch
+
+PRIORS = torch.tensor(
+    [
+        [0.0, 0.0, 0.2, 0.2],  # P0
+        [0.0, 0.0, 0.4, 0.4],  # P1
+        [0.5, 0.5, 1.0, 1.0],  # P2
+        [0.6, 0.6, 1.0, 1.0],  # P3
+        [0.1, 0.1, 0.3, 0.3],  # P4
+    ]
+)
+
+
+def test_threshold_and_forced_match():
+    gts = torch.tensor(
+        [
+            [0.0, 0.0, 0.4, 0.4],  # A: IoU 1 with P1, 0.25 with P0 and P4
+            [0.55, 0.55, 1.0, 1.0],  # B: IoU 0.81 with P2, 0.79 with P3
+            [0.15, 0.15, 0.25, 0.25],  # C: best IoU 0.25 (P4), nothing >= 0.5 -> forced onto P4
+        ]
+    )
+    matched = match(gts, PRIORS)
+    assert matched.tolist() == [-1, 0, 1, 1, 2]
+    assert matching_counts(matched, 3).tolist() == [1, 2, 1]
+
+
+def test_shared_best_prior_goes_to_the_later_ground_truth():
+    gts = torch.tensor([[0.0, 0.0, 0.4, 0.4], [0.0, 0.0, 0.38, 0.38]])  # both have P1 as best prior
+    matched = match(gts, PRIORS[:3])
+    assert matched.tolist() == [-1, 1, -1]
+    assert matching_counts(matched, 2).tolist() == [0, 1]
+
+
+def test_no_ground_truth_matches_nothing():
+    matched = match(torch.zeros(0, 4), PRIORS)
+    assert matched.tolist() == [-1] * 5
+    assert matching_counts(matched, 0).tolist() == []
+
+
+def test_batched_matching_equals_per_image_with_padding():
+    priors = torch.rand(300, 2).repeat(1, 2) + torch.tensor([0, 0, 0.05, 0.05]) * torch.rand(300, 1).add(1)
+    per_image = [torch.rand(n, 2).repeat(1, 2) + torch.tensor([0, 0, 0.1, 0.1]) for n in (3, 0, 7)]
+    boxes = torch.zeros(3, 7, 4)
+    valid = torch.zeros(3, 7, dtype=torch.bool)
+    for i, b in enumerate(per_image):
+        boxes[i, : len(b)] = b
+        valid[i, : len(b)] = True
+    batched = match_batch(boxes, valid, priors)
+    counts = matching_counts_batch(batched, 7)
+    for i, b in enumerate(per_image):
+        single = match(b, priors)
+        assert torch.equal(batched[i], single)
+        assert counts[i, : len(b)].tolist() == matching_counts(single, len(b)).tolist()
+        assert counts[i, len(b) :].sum() == 0
+
+
+def test_bad_shapes_are_named():
+    with pytest.raises(ValueError, match=r"gt_boxes must be \[G, 4\]"):
+        match(torch.zeros(3, 5), PRIORS)
+    with pytest.raises(ValueError, match=r"priors must be \[A, 4\]"):
+        match(torch.zeros(3, 4), torch.zeros(4))
