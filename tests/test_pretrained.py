@@ -1,13 +1,12 @@
 import hashlib
-import http.server
-import threading
-from functools import partial
 
 import pytest
 import torch
 import torchvision
 
 from scbloss.models import build_model
+
+from local_http import LocalServer
 
 
 @pytest.fixture(scope="module")
@@ -38,27 +37,11 @@ def test_load_from_local_file(vgg16_file):
     _check_loaded(build_model("ssd300", 21, pretrained_backbone=str(path)), state)
 
 
-class _Server:
-    """A throw-away HTTP server on 127.0.0.1 serving one folder."""
-
-    def __init__(self, folder):
-        handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_load_from_url(vgg16_file, tmp_path, monkeypatch):
     path, state = vgg16_file
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    with _Server(path.parent) as server:
+    with LocalServer() as server:
+        server.files[f"/{path.name}"] = path.read_bytes()
         model = build_model("ssd300", 21, pretrained_backbone=f"{server.base}/{path.name}")
     _check_loaded(model, state)
     assert (tmp_path / "torch_home" / "hub" / "checkpoints" / path.name).is_file()
@@ -67,11 +50,10 @@ def test_load_from_url(vgg16_file, tmp_path, monkeypatch):
 def test_url_with_wrong_hash_is_refused(vgg16_file, tmp_path, monkeypatch):
     path, _ = vgg16_file
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    wrong = tmp_path / "vgg16-00000000.pth"
-    wrong.symlink_to(path)
-    with _Server(tmp_path) as server, pytest.raises(RuntimeError, match="invalid hash value"):
-        build_model("ssd300", 21, pretrained_backbone=f"{server.base}/{wrong.name}")
-    assert not (tmp_path / "torch_home" / "hub" / "checkpoints" / wrong.name).exists()
+    with LocalServer() as server, pytest.raises(RuntimeError, match="invalid hash value"):
+        server.files["/vgg16-00000000.pth"] = path.read_bytes()
+        build_model("ssd300", 21, pretrained_backbone=f"{server.base}/vgg16-00000000.pth")
+    assert not (tmp_path / "torch_home" / "hub" / "checkpoints" / "vgg16-00000000.pth").exists()
 
 
 def test_missing_file_and_wrong_width_are_named(vgg16_file, tmp_path):

@@ -1,0 +1,81 @@
+"""MS COCO reader through pycocotools."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from .records import DatasetError, DetectionSet, ImageRecord, sanitize_boxes
+
+_REQUIRED = {
+    "images": ("id", "file_name", "width", "height"),
+    "annotations": ("id", "image_id", "category_id", "bbox"),
+    "categories": ("id", "name"),
+}
+
+
+def load_coco_api(annotation_file: Path) -> COCO:
+    """A pycocotools COCO object for a JSON file, after checking the keys every reader here relies on."""
+    annotation_file = Path(annotation_file)
+    try:
+        dataset = json.loads(annotation_file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{annotation_file}: unreadable COCO JSON ({error})") from error
+    for section, keys in _REQUIRED.items():
+        if section == "annotations" and section not in dataset:
+            dataset["annotations"] = []  # image-info files (test-dev) carry no annotations
+        if section not in dataset:
+            raise DatasetError(f"{annotation_file}: missing top-level key {section!r}")
+        for index, entry in enumerate(dataset[section]):
+            missing = [key for key in keys if key not in entry]
+            if missing:
+                raise DatasetError(f"{annotation_file}: {section}[{index}] lacks {', '.join(missing)}")
+    api = COCO()
+    api.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+        api.createIndex()
+    return api
+
+
+def read_coco(annotation_file: Path, image_dir: Path, check_images: bool = True) -> DetectionSet:
+    """Every image of a COCO JSON (also those without objects), categories mapped to contiguous labels 1..K."""
+    api = load_coco_api(annotation_file)
+    category_ids = sorted(api.getCatIds())
+    names = [api.cats[c]["name"] for c in category_ids]
+    label_of = {c: i + 1 for i, c in enumerate(category_ids)}
+    records, dropped = [], 0
+    for image_id in sorted(api.getImgIds()):
+        info = api.imgs[image_id]
+        image_file = Path(image_dir) / info["file_name"]
+        if check_images and not image_file.is_file():
+            raise DatasetError(f"{annotation_file}: image {image_file} (id {image_id}) does not exist")
+        anns = api.loadAnns(api.getAnnIds(imgIds=[image_id]))
+        xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
+        xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        unknown = [a["category_id"] for a in anns if a["category_id"] not in label_of]
+        if unknown:
+            raise DatasetError(f"{annotation_file}: image {image_id} uses unknown category id {unknown[0]}")
+        clipped, keep = sanitize_boxes(xyxy, info["width"], info["height"], f"{annotation_file} image {image_id}")
+        records.append(
+            ImageRecord(
+                image_id=image_id,
+                file=image_file,
+                width=int(info["width"]),
+                height=int(info["height"]),
+                boxes=clipped[keep],
+                labels=np.array([label_of[a["category_id"]] for a in anns], dtype=np.int64)[keep],
+                difficult=np.zeros(int(keep.sum()), dtype=bool),
+                crowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)[keep],
+                name=info["file_name"],
+            )
+        )
+        dropped += int((~keep).sum())
+    return DetectionSet(records, names, "coco", category_ids, Path(annotation_file), dropped)
+
+
+__all__ = ["load_coco_api", "read_coco"]

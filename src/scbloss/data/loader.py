@@ -1,0 +1,106 @@
+"""Records -> tensors: a Dataset whose augmentation is seeded per sample, an iteration-based sampler, a collate."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import tv_tensors
+from torchvision.transforms.v2.functional import pil_to_tensor
+
+from .records import DatasetError, DetectionSet
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class DetectionDataset(Dataset):
+    """Items are ``index`` or ``(index, epoch)``; returns (image [3, S, S] float, target).
+
+    The target holds ``boxes`` (normalized xyxy), ``labels`` (1..C), ``image_id`` and ``orig_size`` (h, w).
+    Training (``train=True``) leaves difficult and crowd objects out. The random transform runs under a generator
+    seeded from (seed, epoch, index), so a sample is the same whatever the worker count or resume point.
+    """
+
+    def __init__(self, data: DetectionSet, transform: Callable, train: bool, seed: int = 0) -> None:
+        self.data, self.transform, self.train, self.seed = data, transform, train, seed
+
+    def __len__(self) -> int:
+        return len(self.data.records)
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        record = self.data.records[index]
+        try:
+            with Image.open(record.file) as handle:
+                image = pil_to_tensor(handle.convert("RGB"))
+        except OSError as error:
+            raise DatasetError(f"{record.file}: cannot decode image ({error})") from error
+        if tuple(image.shape[1:]) != (record.height, record.width):
+            raise DatasetError(
+                f"{record.file}: image is {image.shape[2]}x{image.shape[1]}, annotation says "
+                f"{record.width}x{record.height}"
+            )
+        keep = record.counted() if self.train else np.ones(len(record), dtype=bool)
+        boxes = tv_tensors.BoundingBoxes(
+            torch.from_numpy(record.boxes[keep]).reshape(-1, 4), format="XYXY", canvas_size=image.shape[1:]
+        )
+        target = {"boxes": boxes, "labels": torch.from_numpy(record.labels[keep])}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            image, target = self.transform(tv_tensors.Image(image), target)
+        height, width = image.shape[-2:]
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        return image.as_subclass(torch.Tensor), {
+            "boxes": target["boxes"].as_subclass(torch.Tensor).float() / scale,
+            "labels": target["labels"],
+            "image_id": record.image_id,
+            "orig_size": (record.height, record.width),
+        }
+
+
+class IterationBatchSampler(Sampler):
+    """Batches of (index, epoch) for iterations ``start``..``stop - 1``; each epoch a fresh seeded permutation.
+
+    Iteration i always yields the same batch for a given seed, so a resumed run continues exactly where it stopped.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, stop: int, start: int = 0) -> None:
+        if num_samples < batch_size:
+            raise ValueError(f"batch size {batch_size} exceeds the {num_samples} training images")
+        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
+        self.start, self.stop = start, stop
+        self.per_epoch = num_samples // batch_size
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, order = -1, None
+        for iteration in range(self.start, self.stop):
+            if iteration // self.per_epoch != epoch:
+                epoch = iteration // self.per_epoch
+                order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.seed + epoch))
+            first = (iteration % self.per_epoch) * self.batch_size
+            yield [(int(i), epoch) for i in order[first : first + self.batch_size]]
+
+
+def collate(batch):
+    """Stack the images (all resized to the model's input); keep targets as a list (object counts differ)."""
+    images, targets = zip(*batch)
+    return torch.stack(images), list(targets)
+
+
+def make_loader(dataset: Dataset, batch_sampler: Sampler | None = None, batch_size: int = 1,
+                num_workers: int = 0) -> DataLoader:
+    """A DataLoader over iteration batches (training) or the dataset in order (evaluation)."""
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+
+
+__all__ = ["DetectionDataset", "IterationBatchSampler", "collate", "make_loader", "sample_seed"]

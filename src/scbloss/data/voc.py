@@ -1,0 +1,97 @@
+"""PASCAL VOC reader: Annotations/*.xml + ImageSets/Main/{split}.txt + JPEGImages."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .records import DatasetError, DetectionSet, ImageRecord, sanitize_boxes
+
+VOC_CLASSES = [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+]
+
+
+def _text(node: ET.Element, tag: str, source: Path) -> str:
+    child = node.find(tag)
+    if child is None or child.text is None:
+        raise DatasetError(f"{source}: missing <{tag}>")
+    return child.text.strip()
+
+
+def read_voc_annotation(xml_file: Path, image_dir: Path, classes: Sequence[str], image_id: int) -> tuple[ImageRecord, int]:
+    """One VOC XML file -> record (boxes converted to 0-based pixels, as ssd.pytorch does) and the dropped count."""
+    try:
+        root = ET.parse(xml_file).getroot()
+    except (ET.ParseError, OSError) as error:
+        raise DatasetError(f"{xml_file}: malformed XML ({error})") from error
+    filename = _text(root, "filename", xml_file)
+    image_file = image_dir / filename
+    if not image_file.is_file():
+        raise DatasetError(f"{xml_file}: image {image_file} does not exist")
+    size = root.find("size")
+    if size is None:
+        raise DatasetError(f"{xml_file}: missing <size>")
+    try:
+        width, height = int(_text(size, "width", xml_file)), int(_text(size, "height", xml_file))
+    except ValueError as error:
+        raise DatasetError(f"{xml_file}: <size> is not integer ({error})") from error
+    boxes, labels, difficult = [], [], []
+    for obj in root.iter("object"):
+        name = _text(obj, "name", xml_file)
+        if name not in classes:
+            raise DatasetError(f"{xml_file}: unknown class {name!r} (expected one of {', '.join(classes)})")
+        box = obj.find("bndbox")
+        if box is None:
+            raise DatasetError(f"{xml_file}: object {name!r} has no <bndbox>")
+        try:
+            coords = [float(_text(box, tag, xml_file)) - 1.0 for tag in ("xmin", "ymin", "xmax", "ymax")]
+        except ValueError as error:
+            raise DatasetError(f"{xml_file}: non-numeric box coordinate ({error})") from error
+        flag = obj.find("difficult")
+        boxes.append(coords)
+        labels.append(classes.index(name) + 1)
+        difficult.append(flag is not None and (flag.text or "0").strip() == "1")
+    clipped, keep = sanitize_boxes(np.array(boxes, dtype=np.float32).reshape(-1, 4), width, height, str(xml_file),
+                                   max_x=width - 1, max_y=height - 1)
+    record = ImageRecord(
+        image_id=image_id,
+        file=image_file,
+        width=width,
+        height=height,
+        boxes=clipped[keep],
+        labels=np.array(labels, dtype=np.int64)[keep],
+        difficult=np.array(difficult, dtype=bool)[keep],
+        crowd=np.zeros(int(keep.sum()), dtype=bool),
+        name=xml_file.stem,
+    )
+    return record, int((~keep).sum())
+
+
+def read_voc(
+    devkit: Path, year_splits: Iterable[tuple[str, str]], classes: Sequence[str] = VOC_CLASSES
+) -> DetectionSet:
+    """Read e.g. [("2007", "trainval"), ("2012", "trainval")] from a VOCdevkit folder, in split-file order.
+
+    Image ids are running numbers over the union, so records from different years never collide.
+    """
+    records, dropped = [], 0
+    for year, split in year_splits:
+        base = Path(devkit) / f"VOC{year}"
+        split_file = base / "ImageSets" / "Main" / f"{split}.txt"
+        if not split_file.is_file():
+            raise DatasetError(f"{split_file}: split file does not exist")
+        for line in split_file.read_text().split():
+            record, lost = read_voc_annotation(
+                base / "Annotations" / f"{line}.xml", base / "JPEGImages", classes, image_id=len(records)
+            )
+            records.append(record)
+            dropped += lost
+    return DetectionSet(records, list(classes), "voc", dropped=dropped)
+
+
+__all__ = ["VOC_CLASSES", "read_voc", "read_voc_annotation"]
