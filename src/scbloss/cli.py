@@ -1,4 +1,4 @@
-"""The `scbloss` command: data preparation now; training and evaluation register here as they land."""
+"""The `scbloss` command: data, train, evaluate, match-stats."""
 
 from __future__ import annotations
 
@@ -40,6 +40,49 @@ def _data_check(args: argparse.Namespace) -> int:
     return 1 if problems or not found else 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .engine.config import load_config
+    from .engine.train import Interrupted, train
+
+    try:
+        final = train(load_config(Path(args.config)), Path(args.out))
+    except Interrupted as stop:
+        print(f"scbloss: {stop}; run the same command again to resume", file=sys.stderr)
+        return 128 + stop.signum
+    print(f"trained model: {final}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .engine.evaluate import evaluate
+
+    thresholds = tuple(float(t) for t in args.thresholds.split(","))
+    metrics = evaluate(Path(args.checkpoint), args.dataset, Path(args.root), args.split, Path(args.out),
+                       name=args.name, coco_backend=args.coco_backend, thresholds=thresholds,
+                       eleven_point=not args.all_point, batch_size=args.batch_size, num_workers=args.workers)
+    summary = {k: metrics[k] for k in ("voc_map", "coco", "test_dev") if k in metrics}
+    print(f"{args.out}/metrics.json: {summary}")
+    return 0
+
+
+def _match_stats(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .detection import ssd_layout
+    from .engine.matchstats import matching_statistics, plot_histograms
+
+    data = load_dataset(args.dataset, Path(args.root), args.split)
+    stats = matching_statistics(data, ssd_layout(args.model, args.priors), augment=args.augment, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    temporary = out / ".matches.csv.tmp"
+    stats.to_csv(temporary, index=False)
+    temporary.replace(out / "matches.csv")
+    title = f"{args.model} priors ({args.priors}) on {args.dataset}/{args.split}" + (", augmented" if args.augment else "")
+    plot_histograms(stats, out / "matches.png", title)
+    print(stats.groupby("bucket")["matches"].describe().to_string())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scbloss", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -65,6 +108,36 @@ def build_parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", help="read a dataset folder whole; report counts and problems")
     check.add_argument("folder")
     check.set_defaults(handler=_data_check)
+
+    train = commands.add_parser("train", help="train a detector from a YAML config (resumes by itself)")
+    train.add_argument("--config", required=True)
+    train.add_argument("--out", required=True, help="run folder: checkpoint.pt, metrics.csv, model_final.pt")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="VOC mAP / COCO AP-AR, size-bucketed recall, detections")
+    evaluate.add_argument("--checkpoint", required=True, help="model_final.pt written by 'scbloss train'")
+    evaluate.add_argument("--dataset", required=True, choices=["voc", "coco", "toy_voc", "toy_coco"])
+    evaluate.add_argument("--root", required=True)
+    evaluate.add_argument("--split", required=True, help="test (VOC), val or test-dev (COCO)")
+    evaluate.add_argument("--out", required=True)
+    evaluate.add_argument("--name", default="scbloss", help="tag in the test-dev submission file name")
+    evaluate.add_argument("--thresholds", default="0.01,0.1,0.3", help="confidence thresholds for recall")
+    evaluate.add_argument("--coco-backend", default="pycocotools", choices=["pycocotools", "faster-coco-eval"])
+    evaluate.add_argument("--all-point", action="store_true", help="VOC all-point AP instead of VOC07 11-point")
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.set_defaults(handler=_evaluate)
+
+    stats = commands.add_parser("match-stats", help="priors matched per object (Figs. 1 and 3): CSV + PNG")
+    stats.add_argument("--dataset", required=True, choices=["voc", "coco", "toy_voc", "toy_coco"])
+    stats.add_argument("--root", required=True)
+    stats.add_argument("--split", required=True)
+    stats.add_argument("--model", default="ssd300")
+    stats.add_argument("--priors", default="voc", choices=["voc", "coco"], help="which recipe's prior sizes")
+    stats.add_argument("--augment", action="store_true", help="through the training augmentation")
+    stats.add_argument("--seed", type=int, default=0)
+    stats.add_argument("--out", required=True)
+    stats.set_defaults(handler=_match_stats)
     return parser
 
 

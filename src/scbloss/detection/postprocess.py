@@ -18,7 +18,7 @@ def postprocess(
     pre_nms_top_k: int | None = 400,
     variances: tuple[float, float] = (0.1, 0.2),
 ) -> list[dict[str, torch.Tensor]]:
-    """Decode, softmax, per-class NMS and keep the ``top_k`` best detections of each image.
+    """Decode (clipped to the image), softmax, per-class NMS and keep the ``top_k`` best detections of each image.
 
     loc_pred [B, A, 4], conf_pred [B, A, C+1] (logits, background first), priors [A, 4] normalized xyxy.
     ``pre_nms_top_k`` caps the candidates of each class before NMS, as the Caffe SSD's test recipe does (400);
@@ -30,7 +30,7 @@ def postprocess(
             f"postprocess: expected loc [B, A, 4] and conf [B, A, C+1], got {list(loc_pred.shape)} "
             f"and {list(conf_pred.shape)}"
         )
-    boxes_all = BoxCoder(variances).decode(loc_pred, priors[None])
+    boxes_all = BoxCoder(variances).decode(loc_pred, priors[None]).clamp_(0.0, 1.0)  # inside the image, as torchvision
     scores_all = conf_pred.softmax(dim=-1)[..., 1:]  # [B, A, C]
     num_priors, num_classes = scores_all.shape[1:]
     results = []

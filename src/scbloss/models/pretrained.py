@@ -37,6 +37,8 @@ def load_vgg16_imagenet(trunk: VGG16Trunk, state: dict[str, torch.Tensor], sourc
     fc6 (4096 x 512*7*7) and fc7 (4096 x 4096) become 1024-channel convolutions by keeping every 4th unit and,
     for fc6, every 3rd kernel tap, which with dilation 6 covers the same field as the 7x7 original (SSD, Sec. 3).
     """
+    if trunk.batch_norm:
+        raise ValueError(f"{source}: torchvision's VGG16 weights have no BatchNorm; build the model without batch_norm")
     conv_names = [name for name, module in trunk.features.named_children() if isinstance(module, nn.Conv2d)]
     expected = [f"features.{i}.{kind}" for i in conv_names for kind in ("weight", "bias")]
     expected += [f"classifier.{i}.{kind}" for i in (0, 3) for kind in ("weight", "bias")]

@@ -44,7 +44,7 @@ class SSD(nn.Module):
     normalized xyxy and in the order of the head outputs, are the buffer ``priors``.
     """
 
-    def __init__(self, layout: PriorLayout, num_classes: int, width: float = 1.0) -> None:
+    def __init__(self, layout: PriorLayout, num_classes: int, width: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"SSD: num_classes counts the background and must be >= 2, got {num_classes}")
@@ -54,7 +54,7 @@ class SSD(nn.Module):
                              f"{len(layout.feature_maps)} feature maps")
         self.layout = layout
         self.num_classes = num_classes
-        self.trunk = VGG16Trunk(width)
+        self.trunk = VGG16Trunk(width, batch_norm)
         self.l2norm = L2Norm(self.trunk.conv4_3_channels, scale=20.0)
         self.extras = build_extras(self.trunk.fc7_channels, spec, width)
         channels = [self.trunk.conv4_3_channels, self.trunk.fc7_channels] + [scaled(s[1], width) for s in spec]

@@ -8,7 +8,7 @@ from torch import nn
 
 # torchvision's vgg16 "D" configuration; "C" marks the ceil-mode pool3 that makes 300 -> 38 at conv4_3.
 _VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512]
-CONV4_3_END = 23  # index in ``features`` just after conv4_3's ReLU, as in torchvision's vgg16().features
+CONV4_3 = 10  # conv4_3 is the 10th convolution
 
 
 def scaled(channels: int, width: float) -> int:
@@ -30,13 +30,15 @@ class L2Norm(nn.Module):
 class VGG16Trunk(nn.Module):
     """conv1_1 .. fc7. ``forward`` returns (conv4_3, fc7) feature maps.
 
-    ``features`` keeps torchvision's indices (features.0 ... features.28) so ImageNet weights load by name.
+    ``features`` keeps torchvision's vgg16 indices (features.0 ... features.28) so ImageNet weights load by name.
+    ``batch_norm`` adds BatchNorm after each trunk convolution (as torchvision's vgg16_bn): SSD trained from scratch,
+    as the CPU toy runs are, does not converge without it (ScratchDet, Zhu et al. 2019); the paper's runs leave it off.
     """
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        in_channels = 3
+        in_channels, convs = 3, 0
         for entry in _VGG16:
             if entry == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
@@ -44,8 +46,14 @@ class VGG16Trunk(nn.Module):
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
             else:
                 out_channels = scaled(entry, width)
-                layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
-                in_channels = out_channels
+                layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(out_channels))
+                layers.append(nn.ReLU(inplace=True))
+                in_channels, convs = out_channels, convs + 1
+                if convs == CONV4_3:
+                    self.conv4_3_end = len(layers)
+        self.batch_norm = batch_norm
         self.features = nn.Sequential(*layers)
         fc_channels = scaled(1024, width)
         self.fc = nn.Sequential(
@@ -63,8 +71,8 @@ class VGG16Trunk(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        conv4_3 = self.features[:CONV4_3_END](x)
-        fc7 = self.fc(self.features[CONV4_3_END:](conv4_3))
+        conv4_3 = self.features[: self.conv4_3_end](x)
+        fc7 = self.fc(self.features[self.conv4_3_end :](conv4_3))
         return conv4_3, fc7
 
 

@@ -1,0 +1,75 @@
+"""`scbloss evaluate`: a trained detector on a dataset split -> detections and every metric the paper reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..data import load_dataset
+from .coco_eval import coco_stats
+from .predict import predict, write_json
+from .recall import size_recall
+from .train import load_trained
+from .voc_eval import voc_ap_per_class
+
+log = logging.getLogger(__name__)
+
+
+def write_test_dev_submission(detections: list[dict], out: Path, name: str) -> Path:
+    """The zip the COCO evaluation server takes: detections_test-dev2017_<name>_results.json inside."""
+    inner = f"detections_test-dev2017_{name}_results.json"
+    target = Path(out) / f"{inner.removesuffix('.json')}.zip"
+    temporary = target.with_name(f".{target.name}.tmp")
+    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(inner, json.dumps(detections))
+    os.replace(temporary, target)
+    return target
+
+
+def evaluate(
+    checkpoint: Path, kind: str, root: Path, split: str, out: Path, name: str = "scbloss",
+    coco_backend: str = "pycocotools", thresholds: tuple[float, ...] = (0.01, 0.1, 0.3), eleven_point: bool = True,
+    batch_size: int = 16, num_workers: int = 2, device: str | None = None,
+) -> dict:
+    """Evaluate and write ``out/metrics.json`` (plus detections.json and recall.csv); returns the metrics."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, meta = load_trained(checkpoint, device)
+    data = load_dataset(kind, root, split)
+    if data.class_names != meta["class_names"]:
+        raise ValueError(f"{checkpoint}: trained on classes {meta['class_names']}, but {kind}/{split} has "
+                         f"{data.class_names}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    detections = predict(model, data, batch_size, num_workers, device=device)
+    metrics: dict = {"checkpoint": str(checkpoint), "dataset": {"kind": kind, "root": str(root), "split": split},
+                     "images": len(data.records), "detections": len(detections)}
+    if split == "test-dev":
+        zipped = write_test_dev_submission(detections, out, name)
+        metrics["test_dev"] = (f"{zipped.name}: upload it to the COCO evaluation server; test-dev ground truth is "
+                               "not public, so nothing is scored locally")
+        log.warning(metrics["test_dev"])
+        write_json(metrics, out / "metrics.json")
+        return metrics
+    write_json(detections, out / "detections.json")
+    if data.kind == "voc":
+        aps = voc_ap_per_class(data, detections, eleven_point=eleven_point)
+        valid = [v for v in aps.values() if not math.isnan(v)]
+        metrics["voc_map"] = round(100.0 * sum(valid) / len(valid), 4) if valid else float("nan")
+        metrics["voc_protocol"] = "VOC2007 11-point" if eleven_point else "all-point"
+        metrics["ap_per_class"] = {k: round(100.0 * v, 4) for k, v in aps.items()}
+    else:
+        metrics["coco"] = coco_stats(data.annotation_file, detections, coco_backend)
+    recall = size_recall(data, detections, thresholds)
+    recall.to_csv(out / "recall.csv", index=False)
+    metrics["recall"] = recall.to_dict(orient="records")
+    write_json(metrics, out / "metrics.json")
+    return metrics
+
+
+__all__ = ["evaluate", "write_test_dev_submission"]

@@ -1,0 +1,56 @@
+"""Running a trained detector over a dataset: detections in original image pixels, as COCO result JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data.loader import DetectionDataset, make_loader
+from ..data.records import DetectionSet
+from ..data.transforms import eval_transform
+from ..detection import postprocess
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, data: DetectionSet, batch_size: int = 16, num_workers: int = 2, score_threshold: float = 0.01,
+    device: torch.device | str = "cpu", progress: bool = True,
+) -> list[dict]:
+    """Detections of every image as COCO result entries: image_id, category_id, bbox [x, y, w, h] px, score.
+
+    Post-processing is SSD's: softmax, per-class NMS at 0.45, top 200 per image, score >= ``score_threshold``.
+    ``category_id`` is the dataset's own id (COCO's category ids; 1..20 for VOC).
+    """
+    model.eval().to(device)
+    loader = make_loader(DetectionDataset(data, eval_transform(model.layout.image_size), train=False),
+                         batch_size=batch_size, num_workers=num_workers)
+    category_of = data.category_ids or list(range(1, data.num_classes + 1))
+    results = []
+    for images, targets in tqdm(loader, desc="predict", disable=not progress, mininterval=10):
+        loc, conf = model(images.to(device))
+        for detections, target in zip(postprocess(loc.float(), conf.float(), model.priors, score_threshold), targets):
+            height, width = target["orig_size"]
+            boxes = detections["boxes"].cpu() * torch.tensor([width, height, width, height])
+            xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+            for box, score, label in zip(xywh.tolist(), detections["scores"].tolist(), detections["labels"].tolist()):
+                results.append({
+                    "image_id": target["image_id"], "category_id": category_of[label - 1],
+                    "bbox": [round(v, 2) for v in box], "score": round(score, 5),
+                })
+    return results
+
+
+def write_json(obj, path: Path) -> None:
+    """JSON to a temporary name, then renamed."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(obj))
+    os.replace(temporary, path)
+
+
+__all__ = ["predict", "write_json"]

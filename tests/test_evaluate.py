@@ -1,0 +1,118 @@
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from scbloss.data import load_dataset
+from scbloss.data.toy import ToyConfig, generate_toy
+from scbloss.detection import PriorLayout, generate_priors
+from scbloss.engine.config import config_from_dict
+from scbloss.engine.evaluate import evaluate, write_test_dev_submission
+from scbloss.engine.matchstats import matching_statistics, plot_histograms
+from scbloss.engine.predict import predict
+from scbloss.engine.train import train
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return generate_toy(tmp_path_factory.mktemp("toy") / "toy", ToyConfig(train_images=8, test_images=5, seed=2))
+
+
+class _Oracle(nn.Module):
+    """Predicts, for each ground-truth object of the images it is shown in order, the prior that best covers it."""
+
+    def __init__(self, data, layout):
+        super().__init__()
+        self.layout = layout
+        self.register_buffer("priors", generate_priors(layout))
+        self.data, self.next = data, 0
+
+    def forward(self, images):
+        from torchvision.ops import box_iou
+
+        loc = torch.zeros(len(images), len(self.priors), 4)
+        conf = torch.zeros(len(images), len(self.priors), self.data.num_classes + 1)
+        conf[..., 0] = 10.0
+        for b in range(len(images)):
+            record = self.data.records[self.next]
+            self.next += 1
+            scale = torch.tensor([record.width, record.height] * 2, dtype=torch.float32)
+            for box, label in zip(torch.from_numpy(record.boxes) / scale, record.labels):
+                best = box_iou(box[None], self.priors).argmax()
+                conf[b, best, label] = 20.0
+        return loc, conf
+
+
+def test_predict_maps_boxes_to_original_pixels_and_category_ids(toy):
+    data = load_dataset("toy_coco", toy, "val")
+    layout = PriorLayout(300, (38, 19), (8.0, 16.0), (30.0, 60.0), (60.0, 111.0), ((2,), (2, 3)))
+    oracle = _Oracle(data, layout)
+    detections = predict(oracle, data, batch_size=2, num_workers=0, progress=False)
+    assert {d["category_id"] for d in detections} <= {1, 3, 5, 7}
+    first = data.records[0]
+    own = [d for d in detections if d["image_id"] == first.image_id and d["score"] > 0.5]
+    assert len(own) == len(first)
+    scale = torch.tensor([first.width, first.height] * 2)
+    from torchvision.ops import box_iou
+
+    for det in own:
+        x, y, w, h = det["bbox"]
+        box = torch.tensor([[x, y, x + w, y + h]])
+        # the prior the oracle chose for an object, clipped to the image, in original pixels
+        expected = (oracle.priors[box_iou(box / scale, oracle.priors).argmax()].clamp(0, 1) * scale)
+        assert box[0].tolist() == pytest.approx(expected.tolist(), abs=0.01)
+        label = data.category_ids.index(det["category_id"]) + 1
+        hit = box_iou(box, torch.from_numpy(first.boxes)).max(dim=1)
+        assert first.labels[hit.indices.item()] == label
+
+
+def test_train_then_evaluate_voc_and_coco_layouts(toy, tmp_path):
+    config = config_from_dict({
+        "model": "ssd300", "width": 0.125, "dataset": {"kind": "toy_voc", "root": str(toy), "split": "trainval"},
+        "batch_size": 2, "max_iter": 2, "num_workers": 0, "log_every": 1,
+    })
+    final = train(config, tmp_path / "run")
+    voc = evaluate(final, "toy_voc", toy, "test", tmp_path / "eval_voc", num_workers=0)
+    assert set(voc["ap_per_class"]) == {"disc", "square", "triangle", "cross"}
+    assert 0.0 <= voc["voc_map"] <= 100.0 and voc["voc_protocol"] == "VOC2007 11-point"
+    recall = pd.read_csv(tmp_path / "eval_voc" / "recall.csv")
+    assert recall["threshold"].tolist() == [0.01] * 3 + [0.1] * 3 + [0.3] * 3
+    assert json.loads((tmp_path / "eval_voc" / "metrics.json").read_text())["voc_map"] == voc["voc_map"]
+    coco = evaluate(final, "toy_coco", toy, "val", tmp_path / "eval_coco", num_workers=0)
+    assert list(coco["coco"]) == ["AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR_1", "AR_10", "AR_100",
+                                  "AR_S", "AR_M", "AR_L"]
+    state = torch.load(final, weights_only=False)
+    state["meta"]["class_names"] = ["cat", "dog", "cow", "sheep"]
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other.pt: trained on classes \['cat'"):
+        evaluate(tmp_path / "other.pt", "toy_voc", toy, "test", tmp_path / "x", num_workers=0)
+
+
+def test_test_dev_submission_file(tmp_path):
+    dets = [{"image_id": 1, "category_id": 18, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}]
+    path = write_test_dev_submission(dets, tmp_path, "ssd300_scb")
+    assert path.name == "detections_test-dev2017_ssd300_scb_results.zip"
+    with zipfile.ZipFile(path) as archive:
+        assert archive.namelist() == ["detections_test-dev2017_ssd300_scb_results.json"]
+        assert json.loads(archive.read(archive.namelist()[0])) == dets
+
+
+def test_matching_statistics_by_hand(tmp_path):
+    from scbloss.data.records import DetectionSet, ImageRecord
+
+    layout = PriorLayout(100, (2,), (50.0,), (50.0,), (70.0,), ((),))  # 2x2 cells, squares of 50 and 59.16 px
+    # Object 1 covers the top-left cell exactly: IoU 1 with its 50-px prior and 2500/3500 = 0.71 with its 59-px
+    # prior (which contains it) -> M = 2, area 2500 px -> medium.
+    # Object 2, 30 px inside the bottom-right cell: IoU 900/2500 = 0.36 and 900/3500 = 0.26, nothing >= 0.5,
+    # so it is forced onto the 50-px prior -> M = 1, area 900 <= 32^2 -> small.
+    boxes = np.array([[0, 0, 50, 50], [60, 60, 90, 90]], dtype=np.float32)
+    record = ImageRecord(0, None, 100, 100, boxes, np.array([1, 1]), np.zeros(2, bool), np.zeros(2, bool))
+    stats = matching_statistics(DetectionSet([record], ["a"], "voc"), layout)
+    assert stats["matches"].tolist() == [2, 1]
+    assert stats["bucket"].tolist() == ["medium", "small"]
+    plot_histograms(stats, tmp_path / "m.png", "test")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
