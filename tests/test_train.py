@@ -10,7 +10,7 @@ import yaml
 
 from scbloss.data.toy import ToyConfig, generate_toy
 from scbloss.engine.config import ConfigError, config_from_dict, load_config
-from scbloss.engine.train import CHECKPOINT, FINAL, METRICS, TrainingDiverged, lr_factor, train
+from scbloss.engine.train import CHECKPOINT, FINAL, METRICS, RUNNING_METRICS, TrainingDiverged, lr_factor, train
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def _run_cli(config_path, out, **kwargs):
 
 
 def _metric_rows(out):
-    path = out / METRICS
+    path = out / RUNNING_METRICS
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
@@ -77,7 +77,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(toy, tmp_path):
     assert "stopped by SIGTERM" in output
     stopped_at = torch.load(tmp_path / "split" / CHECKPOINT, weights_only=False)["iteration"]
     assert 3 <= stopped_at < 8
-    assert not (tmp_path / "split" / FINAL).exists()
+    assert not (tmp_path / "split" / FINAL).exists() and not (tmp_path / "split" / METRICS).exists()
 
     resumed = _run_cli(config_path, tmp_path / "split")
     output = resumed.stdout.read()
@@ -90,6 +90,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(toy, tmp_path):
     rows = (tmp_path / "split" / METRICS).read_text().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, 9))  # no iteration logged twice
     assert (tmp_path / "split" / "config.yaml").is_file() and not (tmp_path / "split" / CHECKPOINT).exists()
+    assert not (tmp_path / "split" / RUNNING_METRICS).exists()
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(toy, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The `scbloss` command: data, train, evaluate, match-stats."""
+"""The `scbloss` command: data, train, evaluate, match-stats, tables, curves, plan."""
 
 from __future__ import annotations
 
@@ -72,14 +72,53 @@ def _match_stats(args: argparse.Namespace) -> int:
 
     data = load_dataset(args.dataset, Path(args.root), args.split)
     stats = matching_statistics(data, ssd_layout(args.model, args.priors), augment=args.augment, seed=args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    temporary = out / ".matches.csv.tmp"
+    csv, png = Path(args.csv), Path(args.png)
+    for folder in {csv.parent, png.parent}:
+        folder.mkdir(parents=True, exist_ok=True)
+    temporary = csv.with_name(f".{csv.name}.tmp")
     stats.to_csv(temporary, index=False)
-    temporary.replace(out / "matches.csv")
+    temporary.replace(csv)
     title = f"{args.model} priors ({args.priors}) on {args.dataset}/{args.split}" + (", augmented" if args.augment else "")
-    plot_histograms(stats, out / "matches.png", title)
+    plot_histograms(stats, png, title)
     print(stats.groupby("bucket")["matches"].describe().to_string())
+    return 0
+
+
+def _tables_render(args: argparse.Namespace) -> int:
+    from .experiments import load_table_spec
+    from .tables import render
+
+    spec = load_table_spec(Path(args.spec))
+    cells = render(spec, Path(args.runs_dir), args.seeds, Path(args.out_dir), Path(args.templates), args.toy)
+    compared = [c for c in cells if c["within"] is not None]
+    print(f"{spec['id']}: {sum(c['within'] for c in compared)} / {len(compared)} cells within tolerance")
+    return 0
+
+
+def _tables_summary(args: argparse.Namespace) -> int:
+    from .tables import summary, write_atomic
+
+    write_atomic(Path(args.out), summary([Path(p) for p in args.csv], args.toy))
+    print(Path(args.out).read_text())
+    return 0
+
+
+def _curves(args: argparse.Namespace) -> int:
+    from .curves import plot_curves
+
+    plot_curves(Path(args.metrics), Path(args.out), args.title or Path(args.metrics).parent.name)
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .experiments import plan
+
+    config = {}
+    for path in args.configfile:
+        config.update(yaml.safe_load(Path(path).read_text()))
+    print(plan(config))
     return 0
 
 
@@ -136,8 +175,36 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--priors", default="voc", choices=["voc", "coco"], help="which recipe's prior sizes")
     stats.add_argument("--augment", action="store_true", help="through the training augmentation")
     stats.add_argument("--seed", type=int, default=0)
-    stats.add_argument("--out", required=True)
+    stats.add_argument("--csv", required=True, help="per-object table: size bucket, matches")
+    stats.add_argument("--png", required=True, help="histograms, overall and by size bucket")
     stats.set_defaults(handler=_match_stats)
+
+    tables = commands.add_parser("tables", help="render the paper's tables beside reproduced values").add_subparsers(
+        dest="tables_command", required=True
+    )
+    render = tables.add_parser("render", help="one table to Markdown, LaTeX and a long-form CSV")
+    render.add_argument("--spec", required=True, help="paper_tables/<table>.yaml")
+    render.add_argument("--runs-dir", required=True, help="results/runs, or an imported metrics_dir")
+    render.add_argument("--seeds", type=int, default=1)
+    render.add_argument("--templates", default="paper_tables/templates")
+    render.add_argument("--out-dir", required=True)
+    render.add_argument("--toy", action="store_true", help="say that the values come from the toy dataset")
+    render.set_defaults(handler=_tables_render)
+    summarize = tables.add_parser("summary", help="cells within tolerance over every rendered table")
+    summarize.add_argument("csv", nargs="+")
+    summarize.add_argument("--out", required=True)
+    summarize.add_argument("--toy", action="store_true")
+    summarize.set_defaults(handler=_tables_summary)
+
+    curves = commands.add_parser("curves", help="plot a run's training curves")
+    curves.add_argument("--metrics", required=True)
+    curves.add_argument("--out", required=True)
+    curves.add_argument("--title")
+    curves.set_defaults(handler=_curves)
+
+    planner = commands.add_parser("plan", help="jobs and estimated GPU-hours of a pipeline config")
+    planner.add_argument("--configfile", nargs="+", default=["config/config.yaml"])
+    planner.set_defaults(handler=_plan)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 import signal
 import sys
 import time
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"  # resumable state, rewritten as training goes; not a pipeline output
 FINAL = "model_final.pt"  # weights + metadata, written once at the end
-METRICS = "metrics.csv"
+METRICS = "metrics.csv"  # complete training log, written at the end (a pipeline output)
+RUNNING_METRICS = "metrics.running.csv"  # the log as it grows; survives an interruption, unlike outputs
 METRIC_FIELDS = ["iteration", "lr", "loss_cls", "loss_loc", "num_pos", "images_per_s"]
 
 
@@ -126,7 +128,7 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
         start = state["iteration"]
         print(f"resumed from iteration {start} ({checkpoint_path})", flush=True)
     if world.is_main:
-        _rewrite_metrics(out / METRICS, start)
+        _rewrite_metrics(out / RUNNING_METRICS, start)
 
     if config.batch_size % world.size:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world.size} processes")
@@ -146,7 +148,7 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
 
     model.train()
     iteration = start
-    metrics_file = open(out / METRICS, "a", newline="") if world.is_main else None
+    metrics_file = open(out / RUNNING_METRICS, "a", newline="") if world.is_main else None
     writer = csv.DictWriter(metrics_file, fieldnames=METRIC_FIELDS) if metrics_file else None
     if writer and metrics_file.tell() == 0:
         writer.writeheader()
@@ -209,8 +211,11 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
             "priors": prior_family(config.dataset.kind), "class_names": data.class_names,
             "category_ids": data.category_ids, "dataset_kind": data.kind, "iterations": iteration,
         }
+        shutil.copyfile(out / RUNNING_METRICS, out / f".{METRICS}.tmp")
+        (out / f".{METRICS}.tmp").replace(out / METRICS)
         atomic_save({"model": model.state_dict(), "meta": meta}, final)
         checkpoint_path.unlink(missing_ok=True)
+        (out / RUNNING_METRICS).unlink()
     return final
 
 
@@ -240,4 +245,4 @@ def load_trained(path: Path, device: torch.device | str = "cpu"):
     return model.to(device).eval(), meta
 
 
-__all__ = ["CHECKPOINT", "FINAL", "METRICS", "Interrupted", "TrainingDiverged", "load_trained", "lr_factor", "train"]
+__all__ = ["CHECKPOINT", "FINAL", "METRICS", "RUNNING_METRICS", "Interrupted", "TrainingDiverged", "load_trained", "lr_factor", "train"]

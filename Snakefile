@@ -1,0 +1,31 @@
+# scbloss: regenerate Tables 1-9 of "Scale-balanced loss for object detection" (Pattern Recognition 117, 2021).
+#   snakemake --cores all                                                   # toy dataset, laptop CPU
+#   snakemake --profile profiles/slurm --configfile config/paper.yaml       # the paper, on a SLURM GPU cluster
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+container: config.get("container")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,91 @@
+"""FSSD300 / FSSD512 (Li and Zhou, 2017, arXiv:1712.00960): SSD with a feature-fusion module on VGG16.
+
+conv4_3, fc7 and the first extra layer (conv7_2) are each reduced to 256 channels by a 1x1 convolution, resized
+bilinearly to the conv4_3 resolution (38x38 / 64x64), concatenated and batch-normalized; a new feature pyramid is
+built from the fused map by 3x3 convolutions (with BatchNorm and ReLU, as in the authors' PyTorch code), and the
+SSD heads predict on it. Everything else (priors, matching, loss, post-processing) is SSD's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..detection.priors import PriorLayout, generate_priors
+from .heads import SSDHead
+from .vgg import VGG16Trunk, scaled
+
+# Pyramid convolutions (out channels, stride, padding, kernel) after the first 3x3 on the fused map.
+_PYRAMID_300 = [(1024, 2, 1, 3), (512, 2, 1, 3), (256, 2, 1, 3), (256, 1, 0, 3), (256, 1, 0, 3)]
+_PYRAMID_512 = [(1024, 2, 1, 3), (512, 2, 1, 3), (256, 2, 1, 3), (256, 2, 1, 3), (256, 2, 1, 3), (256, 1, 1, 4)]
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class FSSD(nn.Module):
+    """``forward(images)`` -> (loc [B, A, 4], conf [B, A, C]); ``priors`` in normalized xyxy, as SSD."""
+
+    def __init__(self, layout: PriorLayout, num_classes: int, width: float = 1.0, batch_norm: bool = False) -> None:
+        super().__init__()
+        pyramid = {300: _PYRAMID_300, 512: _PYRAMID_512}.get(layout.image_size)
+        if pyramid is None or len(pyramid) + 1 != len(layout.feature_maps):
+            raise ValueError(f"FSSD: no pyramid recipe for input {layout.image_size} with "
+                             f"{len(layout.feature_maps)} feature maps")
+        self.layout, self.num_classes = layout, num_classes
+        self.trunk = VGG16Trunk(width, batch_norm)
+        reduced = scaled(256, width)
+        # conv7 of SSD: the one extra layer the fusion takes (fc7 19x19 -> 10x10; 32x32 -> 16x16 for 512).
+        self.conv7 = nn.Sequential(
+            nn.Conv2d(self.trunk.fc7_channels, reduced, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(reduced, scaled(512, width), 3, stride=2, padding=1), nn.ReLU(inplace=True),
+        )
+        self.reduce = nn.ModuleList(
+            nn.Conv2d(channels, reduced, 1)
+            for channels in (self.trunk.conv4_3_channels, self.trunk.fc7_channels, scaled(512, width))
+        )
+        self.fusion_bn = nn.BatchNorm2d(3 * reduced)
+        levels = [conv_bn_relu(3 * reduced, scaled(512, width), 3, padding=1)]
+        channels = [scaled(512, width)]
+        for out, stride, padding, kernel in pyramid:
+            levels.append(conv_bn_relu(channels[-1], scaled(out, width), kernel, stride, padding))
+            channels.append(scaled(out, width))
+        self.pyramid = nn.ModuleList(levels)
+        self.head = SSDHead(channels, layout.priors_per_location(), num_classes)
+        for module in [self.conv7, self.reduce]:
+            for conv in module.modules():
+                if isinstance(conv, nn.Conv2d):
+                    nn.init.xavier_uniform_(conv.weight)
+                    nn.init.zeros_(conv.bias)
+        self.register_buffer("priors", generate_priors(layout), persistent=False)
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        conv4_3, fc7 = self.trunk(images)
+        conv7_2 = self.conv7(fc7)
+        size = conv4_3.shape[-2:]
+        fused = torch.cat(
+            [F.interpolate(reduce(x), size=size, mode="bilinear", align_corners=False) if x.shape[-2:] != size
+             else reduce(x) for reduce, x in zip(self.reduce, (conv4_3, fc7, conv7_2))],
+            dim=1,
+        )
+        x = self.fusion_bn(fused)
+        maps = []
+        for level in self.pyramid:
+            x = level(x)
+            maps.append(x)
+        return maps
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        size = self.layout.image_size
+        if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (size, size):
+            raise ValueError(f"FSSD: expected images [B, 3, {size}, {size}], got {list(images.shape)}")
+        return self.head(self.features(images))
+
+
+__all__ = ["FSSD"]

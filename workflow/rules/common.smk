@@ -1,0 +1,85 @@
+# The experiment matrix and path helpers shared by every rule file.
+import re
+
+
+from scbloss import experiments, pipeline
+from scbloss.models import MODELS
+
+RESULTS = config["results"]
+SPECS = experiments.table_specs(config)
+SEEDS = int(config["seeds"])
+RUNS = {run.id: run for run in experiments.runs_for_tables(SPECS, SEEDS)}
+IMPORTED = config.get("metrics_dir")  # metrics computed elsewhere: tables render from them, nothing trains
+RUNS_DIR = IMPORTED or f"{RESULTS}/runs"
+TOY = all(config["data"][family]["source"] == "toy" for family in ("voc", "coco"))
+ENV = "../../envs/scbloss.yaml"
+
+# Rules call the `scbloss` command installed beside the Python running Snakemake.
+pipeline.expose_interpreter_scripts()
+
+
+wildcard_constraints:
+    run="|".join(re.escape(r) for r in RUNS) or "no-runs",
+    split="test|val",
+    table="table[1-9]",
+
+
+def dataset_marker(family):
+    """A file that exists once a dataset family is ready to read."""
+    source = config["data"][family]
+    if source["source"] == "toy":
+        return f"{source['root']}/toy.json"
+    return f"{RESULTS}/data/{family}.ready"
+
+
+def metrics_file(run_id, split):
+    return f"{RUNS_DIR}/{run_id}/eval/{split}/metrics.json"
+
+
+def table_metrics(spec):
+    """The metrics files one table reads: each of its runs that exist, on the table's split."""
+    files = []
+    for row in spec["rows"]:
+        for seed in range(SEEDS):
+            run = experiments.row_run(spec, row, seed)
+            if run.id in RUNS:
+                files.append(metrics_file(run.id, spec["split"]))
+    return sorted(set(files))
+
+
+def match_stats_name(entry):
+    suffix = "-augmented" if entry.get("augment") else ""
+    return f"{entry['dataset']}-{entry['model']}-{entry['split']}{suffix}"
+
+
+def figure_outputs():
+    entries = [e for e in config.get("figures", {}).get("match_stats", []) if e["model"] in MODELS]
+    return [f"{RESULTS}/figures/matching/{match_stats_name(e)}.png" for e in entries]
+
+
+def curve_outputs():
+    return [] if IMPORTED else [f"{RESULTS}/figures/curves/{run_id}.png" for run_id in RUNS]
+
+
+def test_dev_outputs():
+    if IMPORTED or not config["evaluate"].get("test_dev"):
+        return []
+    return [f"{RESULTS}/runs/{r}/eval/test-dev/detections_test-dev2017_{r}_results.zip"
+            for r, run in RUNS.items() if run.dataset == "coco"]
+
+
+def all_outputs():
+    tables = [f"{RESULTS}/tables/{spec['id']}.{suffix}" for spec in SPECS for suffix in ("md", "tex", "csv")]
+    return tables + [f"{RESULTS}/tables/summary.md"] + figure_outputs() + curve_outputs() + test_dev_outputs()
+
+
+def dataset_args(family):
+    kind, root = experiments.dataset_location(config, family)
+    return f"--dataset {kind} --root {root}"
+
+
+def match_stats_args(name):
+    entry = next(e for e in config["figures"]["match_stats"] if match_stats_name(e) == name)
+    augment = " --augment" if entry.get("augment") else ""
+    return (f"{dataset_args(entry['dataset'])} --split {entry['split']} --model {entry['model']} "
+            f"--priors {entry['dataset']}{augment}")

@@ -1,0 +1,75 @@
+# Evaluation of each trained run on the split its tables need, the COCO test-dev submissions, and the matching
+# statistics behind the paper's Figs. 1 and 3.
+
+
+rule evaluate:
+    input:
+        model=f"{RESULTS}/runs/{{run}}/model_final.pt",
+        data=lambda w: dataset_marker(RUNS[w.run].dataset),
+    output:
+        f"{RESULTS}/runs/{{run}}/eval/{{split}}/metrics.json",
+    params:
+        dataset=lambda w: dataset_args(RUNS[w.run].dataset),
+        out=lambda w, output: os.path.dirname(output[0]),
+        thresholds=",".join(str(t) for t in config["evaluate"]["thresholds"]),
+        backend=config["evaluate"].get("coco_backend", "pycocotools"),
+        batch=config["evaluate"].get("batch_size", 16),
+        workers=config["evaluate"].get("workers", 2),
+    log:
+        f"{RESULTS}/logs/evaluate/{{run}}-{{split}}.log",
+    threads: config["resources"]["evaluate"].get("cpus_per_task", 1)
+    resources:
+        gpu=config["resources"]["evaluate"].get("gpu", 0),
+        runtime=config["resources"]["evaluate"].get("runtime", 30),
+        mem_mb=config["resources"]["evaluate"].get("mem_mb", 4000),
+        cpus_per_task=config["resources"]["evaluate"].get("cpus_per_task", 1),
+    conda:
+        ENV
+    shell:
+        "OMP_NUM_THREADS={threads} scbloss evaluate --checkpoint {input.model} {params.dataset} "
+        "--split {wildcards.split} --out {params.out} --thresholds {params.thresholds} "
+        "--coco-backend {params.backend} --batch-size {params.batch} --workers {params.workers} > {log} 2>&1"
+
+
+rule evaluate_test_dev:
+    input:
+        model=f"{RESULTS}/runs/{{run}}/model_final.pt",
+        data=lambda w: dataset_marker(RUNS[w.run].dataset),
+    output:
+        f"{RESULTS}/runs/{{run}}/eval/test-dev/detections_test-dev2017_{{run}}_results.zip",
+    params:
+        dataset=lambda w: dataset_args(RUNS[w.run].dataset),
+        out=lambda w, output: os.path.dirname(output[0]),
+    log:
+        f"{RESULTS}/logs/evaluate/{{run}}-test-dev.log",
+    resources:
+        gpu=config["resources"]["evaluate"].get("gpu", 0),
+        runtime=config["resources"]["evaluate"].get("runtime", 30),
+        mem_mb=config["resources"]["evaluate"].get("mem_mb", 4000),
+        cpus_per_task=config["resources"]["evaluate"].get("cpus_per_task", 1),
+    conda:
+        ENV
+    shell:
+        "scbloss evaluate --checkpoint {input.model} {params.dataset} --split test-dev --out {params.out} "
+        "--name {wildcards.run} > {log} 2>&1"
+
+
+rule match_stats:
+    input:
+        lambda w: dataset_marker(w.name.split("-")[0]),
+    output:
+        csv=f"{RESULTS}/figures/matching/{{name}}.csv",
+        png=report(
+            f"{RESULTS}/figures/matching/{{name}}.png",
+            caption="../report/matching.rst",
+            category="Matching statistics",
+            labels={"figure": "{name}"},
+        ),
+    params:
+        args=lambda w: match_stats_args(w.name),
+    log:
+        f"{RESULTS}/logs/match_stats/{{name}}.log",
+    conda:
+        ENV
+    shell:
+        "scbloss match-stats {params.args} --csv {output.csv} --png {output.png} > {log} 2>&1"

@@ -1,0 +1,54 @@
+# The paper's tables, rendered beside the reproduced numbers, the overall summary, and the `plan` target.
+
+
+rule table:
+    input:
+        spec=f"{config.get('tables_dir', 'paper_tables')}/{{table}}.yaml",
+        templates=[f"{config.get('tables_dir', 'paper_tables')}/templates/table.{s}.j2" for s in ("md", "tex")],
+        metrics=lambda w: table_metrics(next(s for s in SPECS if s["id"] == w.table)),
+    output:
+        md=f"{RESULTS}/tables/{{table}}.md",
+        tex=f"{RESULTS}/tables/{{table}}.tex",
+        csv=report(
+            f"{RESULTS}/tables/{{table}}.csv",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+    params:
+        runs_dir=RUNS_DIR,
+        seeds=SEEDS,
+        templates=lambda w, input: os.path.dirname(input.templates[0]),
+        toy="--toy" if TOY and not IMPORTED else "",
+    log:
+        f"{RESULTS}/logs/tables/{{table}}.log",
+    conda:
+        ENV
+    shell:
+        "scbloss tables render --spec {input.spec} --runs-dir {params.runs_dir} --seeds {params.seeds} "
+        "--templates {params.templates} --out-dir $(dirname {output.md}) {params.toy} > {log} 2>&1"
+
+
+rule summary:
+    input:
+        [f"{RESULTS}/tables/{spec['id']}.csv" for spec in SPECS],
+    output:
+        report(f"{RESULTS}/tables/summary.md", caption="../report/summary.rst", category="Tables"),
+    params:
+        toy="--toy" if TOY and not IMPORTED else "",
+    log:
+        f"{RESULTS}/logs/tables/summary.log",
+    conda:
+        ENV
+    shell:
+        "scbloss tables summary {input} --out {output} {params.toy} > {log} 2>&1"
+
+
+rule plan:
+    # `snakemake plan`: jobs and estimated GPU-hours per table for this config, before anything runs.
+    log:
+        f"{RESULTS}/logs/plan.log",
+    conda:
+        ENV
+    script:
+        "../scripts/plan.py"

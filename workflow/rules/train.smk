@@ -1,0 +1,58 @@
+# One training job per run. The declared outputs are the final weights and the complete metrics log; the
+# resumable checkpoint.pt lives beside them, undeclared, so a job that SLURM stops (walltime, preemption) and the
+# profile retries picks up where it stopped instead of starting over.
+
+
+rule run_config:
+    output:
+        f"{RESULTS}/runs/{{run}}/train.yaml",
+    params:
+        values=lambda w: experiments.train_config(config, RUNS[w.run]),
+    log:
+        f"{RESULTS}/logs/run_config/{{run}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/write_run_config.py"
+
+
+rule train:
+    input:
+        config=f"{RESULTS}/runs/{{run}}/train.yaml",
+        data=lambda w: dataset_marker(RUNS[w.run].dataset),
+    output:
+        model=f"{RESULTS}/runs/{{run}}/model_final.pt",
+        metrics=f"{RESULTS}/runs/{{run}}/metrics.csv",
+    params:
+        out=lambda w: f"{RESULTS}/runs/{w.run}",
+    log:
+        f"{RESULTS}/logs/train/{{run}}.log",
+    threads: config["resources"]["train"].get("cpus_per_task", 1)
+    resources:
+        gpu=config["resources"]["train"].get("gpu", 0),
+        runtime=config["resources"]["train"].get("runtime", 60),
+        mem_mb=config["resources"]["train"].get("mem_mb", 4000),
+        cpus_per_task=config["resources"]["train"].get("cpus_per_task", 1),
+    conda:
+        ENV
+    shell:
+        # >> keeps the log of an interrupted attempt; the retry appends "resumed from iteration N"
+        "OMP_NUM_THREADS={threads} scbloss train --config {input.config} --out {params.out} >> {log} 2>&1"
+
+
+rule curves:
+    input:
+        f"{RESULTS}/runs/{{run}}/metrics.csv",
+    output:
+        report(
+            f"{RESULTS}/figures/curves/{{run}}.png",
+            caption="../report/curves.rst",
+            category="Training curves",
+            labels={"run": "{run}"},
+        ),
+    log:
+        f"{RESULTS}/logs/curves/{{run}}.log",
+    conda:
+        ENV
+    shell:
+        "scbloss curves --metrics {input} --out {output} --title {wildcards.run} > {log} 2>&1"
