@@ -13,6 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_detectors  # noqa: E402
 import bench_loss  # noqa: E402
 
 BENCHMARKS = {
@@ -24,6 +25,7 @@ BENCHMARKS = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter timing windows (noisier ratios)")
+    parser.add_argument("--no-detectors", action="store_true", help="skip the per-detector step times (slow)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     missed = 0
@@ -33,6 +35,10 @@ def main() -> int:
         missed += not ok
         times = ", ".join(f"{k}={v:.4f}" for k, v in result.items() if k.endswith("_s"))
         print(f"{title}: ratio {result['ratio']:.3f} (target <= {result['target']}) {'OK' if ok else 'MISSED'}  [{times}]")
+    if not args.no_detectors:
+        print("train step per detector (informational, no target):")
+        for line in bench_detectors.bench_detector_steps(args.quick):
+            print(f"  {line}")
     return 1 if missed else 0
 
 

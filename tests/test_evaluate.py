@@ -5,16 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 
 from scbloss.data import load_dataset
 from scbloss.data.toy import ToyConfig, generate_toy
-from scbloss.detection import PriorLayout, generate_priors
+from scbloss.detection import PriorLayout
 from scbloss.engine.config import config_from_dict
 from scbloss.engine.evaluate import evaluate, write_test_dev_submission
 from scbloss.engine.matchstats import matching_statistics, plot_histograms
 from scbloss.engine.predict import predict
 from scbloss.engine.train import train
+from scbloss.models.base import SingleShotDetector
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +22,11 @@ def toy(tmp_path_factory):
     return generate_toy(tmp_path_factory.mktemp("toy") / "toy", ToyConfig(train_images=8, test_images=5, seed=2))
 
 
-class _Oracle(nn.Module):
+class _Oracle(SingleShotDetector):
     """Predicts, for each ground-truth object of the images it is shown in order, the prior that best covers it."""
 
     def __init__(self, data, layout):
-        super().__init__()
-        self.layout = layout
-        self.register_buffer("priors", generate_priors(layout))
+        super().__init__(layout, data.num_classes + 1)
         self.data, self.next = data, 0
 
     def forward(self, images):

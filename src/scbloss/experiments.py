@@ -100,6 +100,8 @@ def train_config(config: dict, run: Run) -> dict:
         "model": run.model, "weighting": run.weighting, "seed": run.seed,
         "dataset": {"kind": kind, "root": root, "split": TRAIN_SPLIT[run.dataset]},
     })
+    if run.variant:
+        values["variant"] = run.variant
     return values
 
 

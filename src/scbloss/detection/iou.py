@@ -40,4 +40,15 @@ class PriorIntervals:
         return inter.div_(union)
 
 
-__all__ = ["PriorIntervals"]
+def iou_with_own_priors(boxes: torch.Tensor, image_of_box: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
+    """IoU of boxes [S, 4] with the priors of their own image, priors [B, A, 4] (e.g. RefineDet's refined anchors,
+    which differ per image) -> [S, A]. Written out because torchvision's box_iou has no batch dimension."""
+    own = priors[image_of_box]  # [S, A, 4]
+    boxes = boxes.to(priors.dtype)[:, None, :]
+    overlap = (torch.minimum(boxes[..., 2:], own[..., 2:]) - torch.maximum(boxes[..., :2], own[..., :2])).clamp_(min=0)
+    inter = overlap[..., 0] * overlap[..., 1]
+    union = box_area(boxes[:, 0])[:, None] + box_area(own.reshape(-1, 4)).view(own.shape[:2]) - inter
+    return inter / union
+
+
+__all__ = ["PriorIntervals", "iou_with_own_priors"]

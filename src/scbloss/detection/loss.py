@@ -86,13 +86,22 @@ class MultiBoxLoss(nn.Module):
         self._cached_intervals: PriorIntervals | None = None
 
     def forward(
-        self, loc_pred: torch.Tensor, conf_pred: torch.Tensor, priors: torch.Tensor, targets: Sequence[Target]
+        self,
+        loc_pred: torch.Tensor,
+        conf_pred: torch.Tensor,
+        priors: torch.Tensor,
+        targets: Sequence[Target],
+        not_negative: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """``priors`` is [A, 4], or [B, A, 4] when each image has its own (RefineDet's ODM); ``not_negative`` [B, A]
+        marks priors that may not be mined as negatives (RefineDet's anchors the ARM already rejects)."""
         batch, num_priors, num_logits = self._check_shapes(loc_pred, conf_pred, priors, targets)
         gt_boxes, gt_labels, image_of_gt = concat_targets(targets, num_logits - 1, priors.device, priors.dtype)
+        shared = priors.dim() == 2
 
         with torch.no_grad():
-            matched = match_concat(gt_boxes, image_of_gt, batch, self._intervals(priors), self.iou_threshold)
+            matched = match_concat(gt_boxes, image_of_gt, batch, self._intervals(priors) if shared else priors,
+                                   self.iou_threshold)
             positive = matched >= 0
             pos_image, pos_prior = positive.nonzero(as_tuple=True)
             pos_gt = matched[pos_image, pos_prior]
@@ -108,14 +117,17 @@ class MultiBoxLoss(nn.Module):
         num_pos_per_image = positive.sum(dim=1)
         num_neg = torch.minimum(self.neg_pos_ratio * num_pos_per_image, num_priors - num_pos_per_image)
         with torch.no_grad():
-            negative = hard_negative_mask(cross_entropy.detach().masked_fill(positive, float("-inf")), num_neg)
+            excluded = positive if not_negative is None else positive | not_negative
+            num_neg = torch.minimum(num_neg, num_priors - excluded.sum(dim=1))
+            negative = hard_negative_mask(cross_entropy.detach().masked_fill(excluded, float("-inf")), num_neg)
 
         num_pos = num_pos_per_image.sum()
         normalizer = num_pos.clamp(min=1).to(conf_pred.dtype)
         positive_ce = cross_entropy[pos_image, pos_prior]
         loss_cls = ((positive_ce * pos_weight).sum() + cross_entropy[negative].sum()) / normalizer
 
-        loc_target = self.box_coder.encode(gt_boxes[pos_gt], priors[pos_prior])
+        pos_priors = priors[pos_prior] if shared else priors[pos_image, pos_prior]
+        loc_target = self.box_coder.encode(gt_boxes[pos_gt], pos_priors)
         loc_loss = F.smooth_l1_loss(
             loc_pred[pos_image, pos_prior], loc_target.to(loc_pred.dtype), reduction="none"
         ).sum(dim=1)
@@ -135,9 +147,11 @@ class MultiBoxLoss(nn.Module):
     def _check_shapes(
         loc_pred: torch.Tensor, conf_pred: torch.Tensor, priors: torch.Tensor, targets: Sequence[Target]
     ) -> tuple[int, int, int]:
-        if priors.dim() != 2 or priors.shape[1] != 4:
-            raise ValueError(f"MultiBoxLoss: priors must be [A, 4], got {list(priors.shape)}")
-        num_priors = priors.shape[0]
+        if priors.dim() not in (2, 3) or priors.shape[-1] != 4 or (
+            priors.dim() == 3 and priors.shape[0] != loc_pred.shape[0]
+        ):
+            raise ValueError(f"MultiBoxLoss: priors must be [A, 4] or [B, A, 4], got {list(priors.shape)}")
+        num_priors = priors.shape[-2]
         if loc_pred.dim() != 3 or loc_pred.shape[1:] != (num_priors, 4):
             raise ValueError(f"MultiBoxLoss: loc_pred must be [B, {num_priors}, 4], got {list(loc_pred.shape)}")
         if conf_pred.dim() != 3 or conf_pred.shape[:2] != loc_pred.shape[:2] or conf_pred.shape[2] < 2:

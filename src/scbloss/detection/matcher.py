@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .iou import PriorIntervals
+from .iou import PriorIntervals, iou_with_own_priors
 
 
 def match_concat(
@@ -17,20 +17,22 @@ def match_concat(
     """Match the priors of a batch whose ground truths are concatenated.
 
     gt_boxes: [S, 4] xyxy, all images' boxes one after another; image_of_gt: [S] image index of each, non-decreasing;
-    priors: [A, 4] xyxy (or their :class:`PriorIntervals`). Returns [num_images, A] int64: for each prior the row
-    in ``gt_boxes`` of its ground truth, or -1 for background.
+    priors: [A, 4] xyxy shared by all images (or their :class:`PriorIntervals`), or [B, A, 4], each image its own.
+    Returns [num_images, A] int64: for each prior the row in ``gt_boxes`` of its ground truth, or -1 for background.
 
     A prior takes its best ground truth of the same image when their IoU >= ``iou_threshold`` (the lower index on a
     tie); then every ground truth is forced onto its own best prior, whatever that IoU. When several ground truths
     share a best prior the later one keeps it, as in ssd.pytorch's sequential loop.
     """
-    intervals = priors if isinstance(priors, PriorIntervals) else PriorIntervals(priors)
-    num_priors = intervals.area.shape[0]
-    device = intervals.area.device
+    per_image = isinstance(priors, torch.Tensor) and priors.dim() == 3
+    if not per_image and not isinstance(priors, PriorIntervals):
+        priors = PriorIntervals(priors)
+    num_priors = priors.shape[1] if per_image else priors.area.shape[0]
+    device = priors.device if per_image else priors.area.device
     matched = torch.full((num_images * num_priors,), -1, dtype=torch.long, device=device)
     if gt_boxes.shape[0] == 0:
         return matched.view(num_images, num_priors)
-    iou = intervals.iou(gt_boxes)  # [S, A]
+    iou = iou_with_own_priors(gt_boxes, image_of_gt, priors) if per_image else priors.iou(gt_boxes)  # [S, A]
     gt_rows = torch.arange(gt_boxes.shape[0], device=device)
 
     # Pairs above the threshold are few (tens per object): resolve "best ground truth per prior" on them alone.

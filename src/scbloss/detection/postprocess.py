@@ -20,7 +20,8 @@ def postprocess(
 ) -> list[dict[str, torch.Tensor]]:
     """Decode (clipped to the image), softmax, per-class NMS and keep the ``top_k`` best detections of each image.
 
-    loc_pred [B, A, 4], conf_pred [B, A, C+1] (logits, background first), priors [A, 4] normalized xyxy.
+    loc_pred [B, A, 4], conf_pred [B, A, C+1] (logits, background first), priors [A, 4] normalized xyxy (or
+    [B, A, 4], each image its own).
     ``pre_nms_top_k`` caps the candidates of each class before NMS, as the Caffe SSD's test recipe does (400);
     None keeps every candidate above the threshold. Returns per image ``boxes`` [K, 4] (normalized xyxy),
     ``scores`` [K] and ``labels`` [K] in 1..C, sorted by decreasing score.
@@ -30,7 +31,8 @@ def postprocess(
             f"postprocess: expected loc [B, A, 4] and conf [B, A, C+1], got {list(loc_pred.shape)} "
             f"and {list(conf_pred.shape)}"
         )
-    boxes_all = BoxCoder(variances).decode(loc_pred, priors[None]).clamp_(0.0, 1.0)  # inside the image, as torchvision
+    shared_priors = priors[None] if priors.dim() == 2 else priors
+    boxes_all = BoxCoder(variances).decode(loc_pred, shared_priors).clamp_(0.0, 1.0)  # inside the image, as torchvision
     scores_all = conf_pred.softmax(dim=-1)[..., 1:]  # [B, A, C]
     num_priors, num_classes = scores_all.shape[1:]
     results = []

@@ -24,7 +24,7 @@ class PriorLayout:
     feature_maps: tuple[int, ...]
     steps: tuple[float, ...]
     min_sizes: tuple[float, ...]
-    max_sizes: tuple[float, ...]
+    max_sizes: tuple[float, ...]  # 0 for a level without the large square
     aspect_ratios: tuple[tuple[float, ...], ...]
     clip: str = "wh"  # "wh" (torchvision), "cxcywh" (ssd.pytorch) or "none" (Caffe VOC recipe)
 
@@ -39,19 +39,24 @@ class PriorLayout:
             raise ValueError(f"PriorLayout: clip must be 'wh', 'cxcywh' or 'none', got {self.clip!r}")
 
     def priors_per_location(self) -> list[int]:
-        """Priors at each cell of each level: two squares plus two per aspect ratio."""
-        return [2 + 2 * len(ratios) for ratios in self.aspect_ratios]
+        """Priors at each cell of each level: one or two squares (two when a max size is set), two per aspect ratio."""
+        return [(2 if large else 1) + 2 * len(ratios) for large, ratios in zip(self.max_sizes, self.aspect_ratios)]
 
     def num_priors(self) -> int:
         return sum(f * f * n for f, n in zip(self.feature_maps, self.priors_per_location()))
 
 
 def _cell_shapes(layout: PriorLayout, level: int) -> torch.Tensor:
-    """(w, h) of the priors of one cell, in the SSD order: small square, large square, then each ratio and its inverse."""
+    """(w, h) of the priors of one cell, in the SSD order: small square, large square, then each ratio and its inverse.
+
+    A max size of 0 leaves out the large square (RefineDet's anchors: one size, ratios 1, 2 and 1/2).
+    """
     size = layout.image_size
     small = layout.min_sizes[level] / size
-    large = math.sqrt(small * layout.max_sizes[level] / size)
-    shapes = [(small, small), (large, large)]
+    shapes = [(small, small)]
+    if layout.max_sizes[level]:
+        large = math.sqrt(small * layout.max_sizes[level] / size)
+        shapes.append((large, large))
     for ratio in layout.aspect_ratios[level]:
         root = math.sqrt(ratio)
         shapes += [(small * root, small / root), (small / root, small * root)]
@@ -115,8 +120,49 @@ SSD_LAYOUTS: dict[tuple[str, str], PriorLayout] = {
 }
 
 
+def _fractions(image_size: int, scales: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """min/max sizes in pixels from consecutive scale fractions (s_k, s_k+1), as torchvision's SSD scales."""
+    pixels = [round(image_size * scale, 2) for scale in scales]
+    return tuple(pixels[:-1]), tuple(pixels[1:])
+
+
+def _uniform_steps(image_size: int, maps: Sequence[int]) -> tuple[float, ...]:
+    return tuple(image_size / f for f in maps)
+
+
+# FSSD (Li and Zhou 2017): SSD's sizes, with ratios 2 and 3 on the first level too (11620 / 32756 priors).
+for (_model, _dataset), _base in list(SSD_LAYOUTS.items()):
+    _fssd = "fssd300" if _model == "ssd300" else "fssd512"
+    _ratios = ((2, 3),) * (len(_base.feature_maps) - 2) + ((2,),) * 2
+    SSD_LAYOUTS[(_fssd, _dataset)] = PriorLayout(
+        _base.image_size, _base.feature_maps, _base.steps, _base.min_sizes, _base.max_sizes, _ratios
+    )
+
+# DSSD (Fu et al. 2017), COCO. Feature-map sizes are what torchvision's ResNet-101 (conv5 dilated, stride 16) and
+# the SSD-style extra layers give at 321 / 513 px; the DSSD paper's Caffe ResNet pads differently and lists
+# 40, 20, 10, 5, 3, 1 for DSSD321. Aspect ratios 1.6, 2 and 3 on every level (DSSD, Sec. 3.2); scales follow
+# SSD300 / SSD512 on COCO (torchvision's 0.07 ... 1.05 and ssd.pytorch's 0.04 ... 1.06 fractions of the input).
+_DSSD321_MAPS = (41, 21, 11, 6, 3, 1)
+_DSSD513_MAPS = (65, 33, 17, 9, 5, 3, 1)
+SSD_LAYOUTS[("dssd321", "coco")] = PriorLayout(
+    321, _DSSD321_MAPS, _uniform_steps(321, _DSSD321_MAPS),
+    *_fractions(321, (0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05)), ((1.6, 2, 3),) * 6,
+)
+SSD_LAYOUTS[("dssd513", "coco")] = PriorLayout(
+    513, _DSSD513_MAPS, _uniform_steps(513, _DSSD513_MAPS),
+    *_fractions(513, (0.04, 0.1, 0.26, 0.42, 0.58, 0.74, 0.9, 1.06)), ((1.6, 2, 3),) * 7,
+)
+
+# RefineDet320 (Zhang et al. 2018): one anchor size per level (32, 64, 128, 256) with ratios 1, 2, 1/2 -> 6375.
+for _dataset in ("voc", "coco"):
+    SSD_LAYOUTS[("refinedet320", _dataset)] = PriorLayout(
+        320, (40, 20, 10, 5), (8.0, 16.0, 32.0, 64.0), (32.0, 64.0, 128.0, 256.0), (0.0, 0.0, 0.0, 0.0),
+        ((2,),) * 4,
+    )
+
+
 def ssd_layout(model: str, dataset: str) -> PriorLayout:
-    """The prior layout of an SSD model for a dataset family ('voc' or 'coco')."""
+    """The prior layout of a detector for a dataset family ('voc' or 'coco')."""
     try:
         return SSD_LAYOUTS[(model, dataset)]
     except KeyError:

@@ -27,6 +27,7 @@ class TrainConfig:
     batch_norm: bool = False  # BatchNorm in the trunk: for training from scratch (toy runs), not the paper's runs
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     weighting: str = "scb"
+    variant: str = ""  # refinedet320: which modules the weighting applies to, "arm" (default) or "arm_odm"
     alpha: float = 1.0
     beta: float = 3.0
     apply_to: str = "cls"
@@ -56,6 +57,8 @@ class TrainConfig:
             problems.append(f"model: {self.model!r} is not one of {', '.join(MODELS)}")
         if self.weighting not in WEIGHTINGS:
             problems.append(f"weighting: {self.weighting!r} is not one of {', '.join(sorted(WEIGHTINGS))}")
+        if self.variant not in ("", "arm", "arm_odm") or (self.variant and self.model != "refinedet320"):
+            problems.append(f"variant: {self.variant!r} (only refinedet320 has variants: arm, arm_odm)")
         if self.apply_to not in ("cls", "cls+loc"):
             problems.append(f"apply_to: {self.apply_to!r} is not 'cls' or 'cls+loc'")
         for name in ("batch_size", "max_iter", "checkpoint_every", "log_every"):

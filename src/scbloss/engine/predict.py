@@ -32,8 +32,8 @@ def predict(
     category_of = data.category_ids or list(range(1, data.num_classes + 1))
     results = []
     for images, targets in tqdm(loader, desc="predict", disable=not progress, mininterval=10):
-        loc, conf = model(images.to(device))
-        for detections, target in zip(postprocess(loc.float(), conf.float(), model.priors, score_threshold), targets):
+        loc, conf, priors = model.detection_inputs(model(images.to(device)))
+        for detections, target in zip(postprocess(loc.float(), conf.float(), priors, score_threshold), targets):
             height, width = target["orig_size"]
             boxes = detections["boxes"].cpu() * torch.tensor([width, height, width, height])
             xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)

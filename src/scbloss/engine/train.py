@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -18,8 +19,7 @@ from tqdm import tqdm
 from ..data import load_dataset
 from ..data.loader import DetectionDataset, IterationBatchSampler, make_loader
 from ..data.transforms import train_transform
-from ..detection import MultiBoxLoss
-from ..models import build_model
+from ..models import build_criterion, build_model
 from .checkpoint import atomic_save, load_checkpoint, restore_rng_states, rng_states
 from .config import TrainConfig
 from .distributed import World, init_distributed, world_from_env
@@ -104,12 +104,16 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
     world = world or world_from_env()
     device = init_distributed(world)
     out.mkdir(parents=True, exist_ok=True)
+    where = {k: os.environ[k] for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ}
+    print(f"training {config.model} on {device} (rank {world.rank} of {world.size}"
+          + "".join(f", {k}={v}" for k, v in where.items()) + ")", flush=True)
 
     data = load_dataset(config.dataset.kind, Path(config.dataset.root), config.dataset.split)
     torch.manual_seed(config.seed)
     model = build_model(config.model, data.num_classes + 1, config.width, prior_family(config.dataset.kind),
                         config.pretrained_backbone, config.batch_norm).to(device)
-    criterion = MultiBoxLoss(config.weighting, config.alpha, config.beta, config.apply_to)
+    criterion = build_criterion(config.model, config.weighting, config.variant, alpha=config.alpha, beta=config.beta,
+                                apply_to=config.apply_to)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(config, it))
@@ -161,8 +165,8 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
                 images = images.to(device, non_blocking=True)
                 targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
                 with torch.autocast(device.type, enabled=use_amp):
-                    loc, conf = trained(images)
-                losses = criterion(loc.float(), conf.float(), model.priors, targets)
+                    outputs = trained(images)
+                losses = criterion(outputs, model, targets)
                 loss = losses["loss_cls"] + losses["loss_loc"]
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(

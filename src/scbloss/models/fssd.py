@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..detection.priors import PriorLayout, generate_priors
+from ..detection.priors import PriorLayout
+from .base import SingleShotDetector, xavier_init
 from .heads import SSDHead
 from .vgg import VGG16Trunk, scaled
 
@@ -29,16 +30,15 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int =
     )
 
 
-class FSSD(nn.Module):
-    """``forward(images)`` -> (loc [B, A, 4], conf [B, A, C]); ``priors`` in normalized xyxy, as SSD."""
+class FSSD(SingleShotDetector):
+    """VGG16 trunk + feature fusion + a new pyramid + SSD heads."""
 
     def __init__(self, layout: PriorLayout, num_classes: int, width: float = 1.0, batch_norm: bool = False) -> None:
-        super().__init__()
+        super().__init__(layout, num_classes)
         pyramid = {300: _PYRAMID_300, 512: _PYRAMID_512}.get(layout.image_size)
         if pyramid is None or len(pyramid) + 1 != len(layout.feature_maps):
             raise ValueError(f"FSSD: no pyramid recipe for input {layout.image_size} with "
                              f"{len(layout.feature_maps)} feature maps")
-        self.layout, self.num_classes = layout, num_classes
         self.trunk = VGG16Trunk(width, batch_norm)
         reduced = scaled(256, width)
         # conv7 of SSD: the one extra layer the fusion takes (fc7 19x19 -> 10x10; 32x32 -> 16x16 for 512).
@@ -58,12 +58,7 @@ class FSSD(nn.Module):
             channels.append(scaled(out, width))
         self.pyramid = nn.ModuleList(levels)
         self.head = SSDHead(channels, layout.priors_per_location(), num_classes)
-        for module in [self.conv7, self.reduce]:
-            for conv in module.modules():
-                if isinstance(conv, nn.Conv2d):
-                    nn.init.xavier_uniform_(conv.weight)
-                    nn.init.zeros_(conv.bias)
-        self.register_buffer("priors", generate_priors(layout), persistent=False)
+        xavier_init(self.conv7, self.reduce, self.pyramid)
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         conv4_3, fc7 = self.trunk(images)
@@ -80,12 +75,6 @@ class FSSD(nn.Module):
             x = level(x)
             maps.append(x)
         return maps
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        size = self.layout.image_size
-        if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (size, size):
-            raise ValueError(f"FSSD: expected images [B, 3, {size}, {size}], got {list(images.shape)}")
-        return self.head(self.features(images))
 
 
 __all__ = ["FSSD"]

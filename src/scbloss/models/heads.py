@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .base import xavier_init
+
 
 def _flatten_level(output: torch.Tensor, per_prior: int) -> torch.Tensor:
     """[B, A*K, H, W] -> [B, H*W*A, K]: cell by cell, the A priors of a cell together, as the priors are generated."""
@@ -26,10 +28,7 @@ class SSDHead(nn.Module):
         self.conf = nn.ModuleList(
             nn.Conv2d(c, n * num_classes, kernel_size=3, padding=1) for c, n in zip(in_channels, priors_per_location)
         )
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+        xavier_init(self)
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         loc = torch.cat([_flatten_level(head(x), 4) for head, x in zip(self.loc, features)], dim=1)

@@ -7,7 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..detection.priors import PriorLayout, generate_priors
+from ..detection.priors import PriorLayout
+from .base import SingleShotDetector, xavier_init
 from .heads import SSDHead
 from .vgg import L2Norm, VGG16Trunk, scaled
 
@@ -30,36 +31,24 @@ def build_extras(in_channels: int, spec: Sequence[tuple[int, int, int, int, int]
             )
         )
         in_channels = out_c
-    for module in blocks.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.xavier_uniform_(module.weight)
-            nn.init.zeros_(module.bias)
+    xavier_init(blocks)
     return blocks
 
 
-class SSD(nn.Module):
-    """VGG16 trunk + L2Norm(conv4_3) + extra layers + heads. ``forward(images)`` -> (loc [B,A,4], conf [B,A,C]).
-
-    ``num_classes`` counts the background (21 for VOC), as torchvision's detection models do. The priors, in
-    normalized xyxy and in the order of the head outputs, are the buffer ``priors``.
-    """
+class SSD(SingleShotDetector):
+    """VGG16 trunk + L2Norm(conv4_3) + extra layers + heads."""
 
     def __init__(self, layout: PriorLayout, num_classes: int, width: float = 1.0, batch_norm: bool = False) -> None:
-        super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"SSD: num_classes counts the background and must be >= 2, got {num_classes}")
+        super().__init__(layout, num_classes)
         spec = {300: _EXTRAS_300, 512: _EXTRAS_512}.get(layout.image_size)
         if spec is None or len(spec) + 2 != len(layout.feature_maps):
             raise ValueError(f"SSD: no extra-layer recipe for input {layout.image_size} with "
                              f"{len(layout.feature_maps)} feature maps")
-        self.layout = layout
-        self.num_classes = num_classes
         self.trunk = VGG16Trunk(width, batch_norm)
         self.l2norm = L2Norm(self.trunk.conv4_3_channels, scale=20.0)
         self.extras = build_extras(self.trunk.fc7_channels, spec, width)
         channels = [self.trunk.conv4_3_channels, self.trunk.fc7_channels] + [scaled(s[1], width) for s in spec]
         self.head = SSDHead(channels, layout.priors_per_location(), num_classes)
-        self.register_buffer("priors", generate_priors(layout), persistent=False)
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         conv4_3, x = self.trunk(images)
@@ -68,12 +57,6 @@ class SSD(nn.Module):
             x = block(x)
             maps.append(x)
         return maps
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        size = self.layout.image_size
-        if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (size, size):
-            raise ValueError(f"{type(self).__name__}: expected images [B, 3, {size}, {size}], got {list(images.shape)}")
-        return self.head(self.features(images))
 
 
 __all__ = ["SSD", "build_extras"]

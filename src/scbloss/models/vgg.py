@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import xavier_init
+
 # torchvision's vgg16 "D" configuration; "C" marks the ceil-mode pool3 that makes 300 -> 38 at conv4_3.
 _VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512]
 CONV4_3 = 10  # conv4_3 is the 10th convolution
@@ -35,7 +37,7 @@ class VGG16Trunk(nn.Module):
     as the CPU toy runs are, does not converge without it (ScratchDet, Zhu et al. 2019); the paper's runs leave it off.
     """
 
-    def __init__(self, width: float = 1.0, batch_norm: bool = False) -> None:
+    def __init__(self, width: float = 1.0, batch_norm: bool = False, refinedet: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels, convs = 3, 0
@@ -56,24 +58,29 @@ class VGG16Trunk(nn.Module):
         self.batch_norm = batch_norm
         self.features = nn.Sequential(*layers)
         fc_channels = scaled(1024, width)
+        # SSD keeps pool5 at stride 1 with fc6 dilated by 6; RefineDet halves the map there and dilates by 3.
+        pool5 = nn.MaxPool2d(kernel_size=2, stride=2) if refinedet else nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+        dilation = 3 if refinedet else 6
         self.fc = nn.Sequential(
-            nn.MaxPool2d(kernel_size=3, stride=1, padding=1),  # pool5
-            nn.Conv2d(in_channels, fc_channels, kernel_size=3, padding=6, dilation=6),  # fc6, atrous
+            pool5,
+            nn.Conv2d(in_channels, fc_channels, kernel_size=3, padding=dilation, dilation=dilation),  # fc6, atrous
             nn.ReLU(inplace=True),
             nn.Conv2d(fc_channels, fc_channels, kernel_size=1),  # fc7
             nn.ReLU(inplace=True),
         )
         self.conv4_3_channels = scaled(512, width)
         self.fc7_channels = fc_channels
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+        xavier_init(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        conv4_3 = self.features[: self.conv4_3_end](x)
-        fc7 = self.fc(self.features[self.conv4_3_end :](conv4_3))
+        conv4_3, _, fc7 = self.forward_all(x)
         return conv4_3, fc7
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(conv4_3, conv5_3, fc7) feature maps."""
+        conv4_3 = self.features[: self.conv4_3_end](x)
+        conv5_3 = self.features[self.conv4_3_end :](conv4_3)
+        return conv4_3, conv5_3, self.fc(conv5_3)
 
 
 __all__ = ["L2Norm", "VGG16Trunk", "scaled"]

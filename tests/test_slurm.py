@@ -1,0 +1,138 @@
+"""The cluster path, for real: the toy pipeline through a one-node SLURM controller on 127.0.0.1 with the SLURM
+profile, a training job killed mid-run and resumed by the profile's retries, and a failed job's report.
+
+Needs Debian's slurm and munge (the README's test command installs them with tests/slurm/cluster.sh install) and
+root, as CI has; elsewhere these tests are skipped.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("slurmctld") is None or os.geteuid() != 0,
+    reason="needs root and Debian's slurm: bash tests/slurm/cluster.sh install",
+)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    env = {**os.environ, "SCBLOSS_SLURM_DIR": str(tmp_path_factory.mktemp("slurm"))}
+    subprocess.run(["bash", str(CLUSTER), "start"], check=True, env=env, timeout=120)
+    yield
+    subprocess.run(["bash", str(CLUSTER), "stop"], env=env, timeout=120)
+
+
+def _snakemake(*args, timeout=2400):
+    """Snakemake with the CI cluster's profile, bounded in time (a lost job would otherwise loop forever)."""
+    command = ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake", "--profile", "profiles/slurm-ci",
+               *args]
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _config(folder: Path, **changes) -> Path:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["results"] = str(folder / "results")
+    for family in ("voc", "coco"):
+        config["data"][family]["root"] = str(folder / "results" / "data" / "toy")
+    config.update(changes)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_toy_pipeline_through_slurm_matches_the_local_run(cluster, toy_pipeline, tmp_path):
+    local_results, _ = toy_pipeline
+    config = _config(tmp_path)
+    process = _snakemake("--configfile", str(config))
+    output = process.communicate()[0]
+    assert process.returncode == 0, output[-5000:]
+    train_logs = sorted((tmp_path / "results" / "logs" / "train").glob("*.log"))
+    assert len(train_logs) == 22
+    for log in train_logs:  # each run trained inside a SLURM job holding the (stand-in) GPU it asked for
+        assert re.search(r"SLURM_JOB_ID=\d+, CUDA_VISIBLE_DEVICES=0", log.read_text()), log
+    assert len(re.findall(r"rule train:.*?submitted with SLURM jobid", output, re.DOTALL)) >= 1
+    for number in range(1, 10):  # the same numbers as the local run: training is deterministic on the CPU
+        ours = pd.read_csv(tmp_path / "results" / "tables" / f"table{number}.csv")
+        theirs = pd.read_csv(local_results / "tables" / f"table{number}.csv")
+        pd.testing.assert_frame_equal(ours, theirs)
+
+
+def _one_run_config(folder: Path, **train) -> Path:
+    """A config whose only table asks for one run (SSD300, unweighted, VOC toy)."""
+    tables = folder / "tables"
+    (tables / "templates").mkdir(parents=True)
+    spec = yaml.safe_load((REPO / "paper_tables" / "table1.yaml").read_text())
+    spec["rows"] = spec["rows"][:1]
+    (tables / "table1.yaml").write_text(yaml.safe_dump(spec))
+    for template in (REPO / "paper_tables" / "templates").iterdir():
+        shutil.copy(template, tables / "templates" / template.name)
+    defaults = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"]
+    defaults["defaults"].update(train)
+    return _config(folder, tables=["table1"], tables_dir=str(tables), figures={"match_stats": []},
+                   train=defaults)
+
+
+def test_killed_training_job_resumes_and_ends_as_if_never_stopped(cluster, tmp_path):
+    config = _one_run_config(tmp_path, max_iter=120, lr_steps=[100], log_every=2, checkpoint_every=1000)
+    run = tmp_path / "results" / "runs" / "voc-ssd300-none-s0"
+    process = _snakemake("--configfile", str(config), timeout=900)
+    deadline = time.time() + 600
+    job = None
+    while time.time() < deadline:
+        running = run / "metrics.running.csv"
+        if running.exists() and len(running.read_text().splitlines()) > 10:  # 20 iterations done
+            jobs = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout.split("\n")
+            job = next((line.split()[0] for line in jobs if "rule_train" in line), None)
+            if job:
+                break
+        time.sleep(0.2)
+    assert job, "the training job never got going"
+    subprocess.run(["scancel", "--signal=TERM", job], check=True)
+    output = process.communicate()[0]
+    assert process.returncode == 0, output[-5000:]
+
+    log = (tmp_path / "results" / "logs" / "train" / "voc-ssd300-none-s0.log").read_text()
+    stopped = re.search(r"stopped by SIGTERM at iteration (\d+)", log)
+    assert stopped, log[-3000:]
+    assert f"resumed from iteration {stopped.group(1)}" in log
+    assert 20 <= int(stopped.group(1)) < 120
+
+    reference = tmp_path / "reference"
+    from scbloss.engine.config import load_config
+    from scbloss.engine.train import train
+
+    os.environ["OMP_NUM_THREADS"] = "1"  # as the rule runs it
+    torch.set_num_threads(1)
+    train(load_config(run / "train.yaml"), reference)
+    ours = torch.load(run / "model_final.pt", weights_only=False)["model"]
+    theirs = torch.load(reference / "model_final.pt", weights_only=False)["model"]
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_a_failed_job_is_reported_with_its_slurm_log(cluster, tmp_path):
+    from scbloss.data.toy import ToyConfig, generate_toy
+
+    config = _one_run_config(tmp_path)
+    toy = generate_toy(tmp_path / "results" / "data" / "toy", ToyConfig(train_images=20, test_images=6))
+    (toy / "VOCdevkit" / "VOC2007" / "Annotations" / "000007.xml").write_text("<annotation><object>")  # corrupt
+    process = _snakemake("--configfile", str(config), timeout=600)
+    output = process.communicate()[0]
+    assert process.returncode != 0
+    assert re.search(r"\.snakemake/slurm_logs/rule_train/[^\s]*\d+\.log", output), output[-4000:]
+    log = (tmp_path / "results" / "logs" / "train" / "voc-ssd300-none-s0.log").read_text()
+    assert "000007.xml: malformed XML" in log
+    run = tmp_path / "results" / "runs" / "voc-ssd300-none-s0"
+    assert not (run / "model_final.pt").exists() and not (run / "metrics.csv").exists()
