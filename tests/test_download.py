@@ -115,41 +115,36 @@ def test_zip_member_escaping_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def _fake_voc_archives() -> dict[str, bytes]:
+@pytest.fixture
+def voc_mirror(monkeypatch):
+    """A local server holding small VOC-shaped archives, registered with their md5 in place of the real ones."""
     voc = "VOCdevkit/VOC{}/"
-    return {
+    archives = {
         "VOCtrainval_06-Nov-2007.tar": _tar({voc.format(2007) + "Annotations/1.xml": b"<a/>",
                                              voc.format(2007) + "ImageSets/Main/trainval.txt": b"1\n"}),
         "VOCtest_06-Nov-2007.tar": _tar({voc.format(2007) + "ImageSets/Main/test.txt": b"2\n"}),
         "VOCtrainval_11-May-2012.tar": _tar({voc.format(2012) + "JPEGImages/3.jpg": b"jpg"}),
     }
-
-
-def test_prepare_voc_from_a_mirror(tmp_path, monkeypatch):
-    archives = _fake_voc_archives()
-    base, _ = DATASETS["voc"]
-    fake = [Archive(a.filename, _md5(archives[a.filename]), a.path) for a in DATASETS["voc"][1]]
+    base, official = DATASETS["voc"]
+    fake = [Archive(a.filename, _md5(archives[a.filename]), a.path) for a in official]
     monkeypatch.setitem(DATASETS, "voc", (base, fake))
     with LocalServer() as server:
         for archive in fake:
             server.files[f"/{archive.path}/{archive.filename}"] = archives[archive.filename]
-        folder = prepare("voc", tmp_path / "data", mirror=server.base, progress=False)
+        yield server
+
+
+def test_prepare_voc_from_a_mirror(tmp_path, voc_mirror):
+    folder = prepare("voc", tmp_path / "data", mirror=voc_mirror.base, progress=False)
     assert folder == tmp_path / "data" / "VOCdevkit"
     assert (folder / "VOC2007" / "ImageSets" / "Main" / "test.txt").read_text() == "2\n"
     assert (folder / "VOC2012" / "JPEGImages" / "3.jpg").is_file()
 
 
-def test_prepare_with_a_bad_archive_leaves_no_dataset(tmp_path, monkeypatch):
-    archives = _fake_voc_archives()
-    base, _ = DATASETS["voc"]
-    fake = [Archive(a.filename, _md5(archives[a.filename]), a.path) for a in DATASETS["voc"][1]]
-    monkeypatch.setitem(DATASETS, "voc", (base, fake))
-    with LocalServer() as server:
-        for archive in fake:
-            server.files[f"/{archive.path}/{archive.filename}"] = archives[archive.filename]
-        server.files["/voc2012/VOCtrainval_11-May-2012.tar"] = b"tampered"
-        with pytest.raises(DownloadError, match="checksum mismatch"):
-            prepare("voc", tmp_path / "data", mirror=server.base, progress=False)
+def test_prepare_with_a_bad_archive_leaves_no_dataset(tmp_path, voc_mirror):
+    voc_mirror.files["/voc2012/VOCtrainval_11-May-2012.tar"] = b"tampered"
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        prepare("voc", tmp_path / "data", mirror=voc_mirror.base, progress=False)
     assert not (tmp_path / "data" / "VOCdevkit").exists()
 
 

@@ -120,3 +120,19 @@ def test_finished_run_is_not_trained_again(toy, tmp_path):
     assert train(config, tmp_path / "run") == final and os.stat(final).st_mtime_ns == stamp
     meta = torch.load(final, weights_only=False)["meta"]
     assert meta["class_names"] == ["disc", "square", "triangle", "cross"] and meta["num_classes"] == 5
+
+
+def test_two_processes_with_torchrun(toy, tmp_path):
+    """DistributedDataParallel on the CPU (gloo): two ranks share each batch and finish one model."""
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(_config(toy, max_iter=3, batch_norm=False)))
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "scbloss.cli",
+         "train", "--config", str(config_path), "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rank 0 of 2" in result.stdout and "rank 1 of 2" in result.stdout
+    rows = (tmp_path / "ddp" / METRICS).read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3]
+    assert torch.load(tmp_path / "ddp" / FINAL, weights_only=False)["meta"]["iterations"] == 3

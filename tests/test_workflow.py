@@ -1,6 +1,7 @@
 """The pipeline itself: lint, the paper config's DAG, and the whole toy DAG run end to end (twice)."""
 
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -103,3 +104,27 @@ def test_report_gathers_tables_and_figures(toy_pipeline, tmp_path):
     code, output = _snakemake("--configfile", str(config_file), "--report", str(tmp_path / "report.zip"))
     assert code == 0, output[-3000:]
     assert (tmp_path / "report.zip").stat().st_size > 10_000
+
+
+def test_tables_render_from_imported_metrics_without_training(toy_pipeline, tmp_path):
+    results, config_file = toy_pipeline
+    config = yaml.safe_load(config_file.read_text())
+    config["results"] = str(tmp_path / "elsewhere")
+    config["metrics_dir"] = str(results / "runs")
+    config["figures"] = {"match_stats": []}
+    (tmp_path / "import.yaml").write_text(yaml.safe_dump(config))
+    code, output = _snakemake("--cores", "1", "--configfile", str(tmp_path / "import.yaml"))
+    assert code == 0, output[-3000:]
+    counts = _job_counts(output)
+    assert "train" not in counts and "evaluate" not in counts and counts["table"] == 9
+    for number in range(1, 10):
+        imported = pd.read_csv(tmp_path / "elsewhere" / "tables" / f"table{number}.csv")
+        pd.testing.assert_frame_equal(imported, pd.read_csv(results / "tables" / f"table{number}.csv"))
+
+
+def test_plan_estimates_gpu_hours_per_table():
+    code, output = _snakemake("plan", "-c1", "--configfile", "config/paper.yaml")
+    assert code == 0, output
+    # Table 1: five SSD300 runs of 120k iterations x 32 images at 160 images/s = 5 x 6.67 GPU-hours
+    assert "table1: 5 runs (5 new), 33.3 GPU-h for the new ones" in output
+    assert re.search(r"total: 22 training jobs, 34 evaluation jobs, [\d.]+ GPU-h of training", output)

@@ -66,6 +66,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _match_stats(args: argparse.Namespace) -> int:
+    from .atomic import write_text
     from .data import load_dataset
     from .detection import ssd_layout
     from .engine.matchstats import matching_statistics, plot_histograms
@@ -75,9 +76,7 @@ def _match_stats(args: argparse.Namespace) -> int:
     csv, png = Path(args.csv), Path(args.png)
     for folder in {csv.parent, png.parent}:
         folder.mkdir(parents=True, exist_ok=True)
-    temporary = csv.with_name(f".{csv.name}.tmp")
-    stats.to_csv(temporary, index=False)
-    temporary.replace(csv)
+    write_text(csv, stats.to_csv(index=False))
     title = f"{args.model} priors ({args.priors}) on {args.dataset}/{args.split}" + (", augmented" if args.augment else "")
     plot_histograms(stats, png, title)
     print(stats.groupby("bucket")["matches"].describe().to_string())
@@ -96,9 +95,10 @@ def _tables_render(args: argparse.Namespace) -> int:
 
 
 def _tables_summary(args: argparse.Namespace) -> int:
-    from .tables import summary, write_atomic
+    from .atomic import write_text
+    from .tables import summary
 
-    write_atomic(Path(args.out), summary([Path(p) for p in args.csv], args.toy))
+    write_text(Path(args.out), summary([Path(p) for p in args.csv], args.toy))
     print(Path(args.out).read_text())
     return 0
 

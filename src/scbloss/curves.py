@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from .atomic import save_figure
 
 
 def plot_curves(metrics_csv: Path, png: Path, title: str) -> None:
@@ -28,10 +29,7 @@ def plot_curves(metrics_csv: Path, png: Path, title: str) -> None:
     lr.set_ylabel("learning rate")
     figure.suptitle(title)
     figure.tight_layout()
-    temporary = Path(png).with_name(f".{Path(png).name}.tmp.png")
-    figure.savefig(temporary, dpi=90)
-    plt.close(figure)
-    os.replace(temporary, png)
+    save_figure(figure, png)
 
 
 __all__ = ["plot_curves"]

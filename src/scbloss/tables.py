@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 from pathlib import Path
 
 import jinja2
 import pandas as pd
 
+from .atomic import write_text
 from .experiments import Run, row_run
 
 NOT_RUN = "not run"
@@ -118,21 +118,14 @@ def render_table(spec: dict, cells: list[dict], templates: Path, toy: bool) -> d
     return {suffix: environment.get_template(f"table.{suffix}.j2").render(**context) for suffix in ("md", "tex")}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def render(spec: dict, runs_dir: Path, seeds: int, out_dir: Path, templates: Path, toy: bool) -> list[dict]:
     """Write <id>.md, <id>.tex and <id>.csv (the long-form cells) into ``out_dir``; return the cells."""
     cells = table_cells(spec, runs_dir, seeds)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for suffix, text in render_table(spec, cells, templates, toy).items():
-        write_atomic(out_dir / f"{spec['id']}.{suffix}", text)
-    write_atomic(out_dir / f"{spec['id']}.csv", pd.DataFrame(cells).to_csv(index=False))
+        write_text(out_dir / f"{spec['id']}.{suffix}", text)
+    write_text(out_dir / f"{spec['id']}.csv", pd.DataFrame(cells).to_csv(index=False))
     return cells
 
 

@@ -1,11 +1,8 @@
 """Write one run's resolved training config (params.values) to its YAML output, atomically."""
 
-import os
-
 import yaml
 
+from scbloss.atomic import write_text
+
 snakemake = globals()["snakemake"]  # injected by Snakemake's script directive
-temporary = snakemake.output[0] + ".tmp"
-with open(temporary, "w") as handle:
-    yaml.safe_dump(snakemake.params.values, handle, sort_keys=False)
-os.replace(temporary, snakemake.output[0])
+write_text(snakemake.output[0], yaml.safe_dump(snakemake.params.values, sort_keys=False))

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
+
 
 def atomic_save(obj, path: Path) -> None:
     """torch.save to a temporary name in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        torch.save(obj, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    with atomic_path(path, fsync=True) as temporary:
+        torch.save(obj, temporary)
 
 
 def rng_states() -> dict:

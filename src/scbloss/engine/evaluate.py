@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import zipfile
 from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_path
 from ..data import load_dataset
 from .coco_eval import coco_stats
 from .predict import predict, write_json
@@ -25,10 +25,8 @@ def write_test_dev_submission(detections: list[dict], out: Path, name: str) -> P
     """The zip the COCO evaluation server takes: detections_test-dev2017_<name>_results.json inside."""
     inner = f"detections_test-dev2017_{name}_results.json"
     target = Path(out) / f"{inner.removesuffix('.json')}.zip"
-    temporary = target.with_name(f".{target.name}.tmp")
-    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with atomic_path(target) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(inner, json.dumps(detections))
-    os.replace(temporary, target)
     return target
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..atomic import save_figure
 from ..data.loader import DetectionDataset
 from ..data.records import DetectionSet
 from ..data.transforms import train_transform
@@ -76,10 +76,7 @@ def plot_histograms(stats: pd.DataFrame, png: Path, title: str, clip: int = 30) 
     axes[0].set_ylabel("objects")
     figure.suptitle(title)
     figure.tight_layout()
-    temporary = Path(png).with_name(f".{Path(png).name}.tmp.png")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    os.replace(temporary, png)
+    save_figure(figure, png)
 
 
 __all__ = ["matching_statistics", "plot_histograms"]

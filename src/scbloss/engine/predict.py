@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..atomic import write_text
 from ..data.loader import DetectionDataset, make_loader
 from ..data.records import DetectionSet
 from ..data.transforms import eval_transform
@@ -46,11 +46,7 @@ def predict(
 
 
 def write_json(obj, path: Path) -> None:
-    """JSON to a temporary name, then renamed."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(obj))
-    os.replace(temporary, path)
+    write_text(path, json.dumps(obj))
 
 
 __all__ = ["predict", "write_json"]

@@ -16,6 +16,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..atomic import atomic_path, write_text
 from ..data import load_dataset
 from ..data.loader import DetectionDataset, IterationBatchSampler, make_loader
 from ..data.transforms import train_transform
@@ -86,12 +87,10 @@ def _rewrite_metrics(path: Path, up_to: int) -> None:
         return
     with open(path, newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if int(row["iteration"]) <= up_to]
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", newline="") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=METRIC_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    temporary.replace(path)
 
 
 def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
@@ -208,15 +207,15 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
             metrics_file.close()
 
     if world.is_main:
-        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         meta = {
             "model": config.model, "width": config.width, "batch_norm": config.batch_norm,
             "num_classes": data.num_classes + 1,
             "priors": prior_family(config.dataset.kind), "class_names": data.class_names,
             "category_ids": data.category_ids, "dataset_kind": data.kind, "iterations": iteration,
         }
-        shutil.copyfile(out / RUNNING_METRICS, out / f".{METRICS}.tmp")
-        (out / f".{METRICS}.tmp").replace(out / METRICS)
+        with atomic_path(out / METRICS) as temporary:
+            shutil.copyfile(out / RUNNING_METRICS, temporary)
         atomic_save({"model": model.state_dict(), "meta": meta}, final)
         checkpoint_path.unlink(missing_ok=True)
         (out / RUNNING_METRICS).unlink()

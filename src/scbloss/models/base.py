@@ -33,6 +33,14 @@ class SingleShotDetector(nn.Module):
         self.layout, self.num_classes = layout, num_classes
         self.register_buffer("priors", generate_priors(layout), persistent=False)
 
+    def recipe(self, recipes: dict, levels_before: int) -> list:
+        """The layer recipe for this layout's input size, checked to give one map per prior level."""
+        spec = recipes.get(self.layout.image_size)
+        if spec is None or len(spec) + levels_before != len(self.layout.feature_maps):
+            raise ValueError(f"{type(self).__name__}: no layer recipe for input {self.layout.image_size} with "
+                             f"{len(self.layout.feature_maps)} feature maps")
+        return spec
+
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 

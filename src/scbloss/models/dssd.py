@@ -68,10 +68,7 @@ class DSSD(SingleShotDetector):
 
     def __init__(self, layout: PriorLayout, num_classes: int, width: float = 1.0, batch_norm: bool = True) -> None:
         super().__init__(layout, num_classes)
-        spec = {321: _EXTRAS_321, 513: _EXTRAS_513}.get(layout.image_size)
-        if spec is None or len(spec) + 2 != len(layout.feature_maps):
-            raise ValueError(f"DSSD: no extra-layer recipe for input {layout.image_size} with "
-                             f"{len(layout.feature_maps)} feature maps")
+        spec = self.recipe({321: _EXTRAS_321, 513: _EXTRAS_513}, levels_before=2)  # conv3_x and conv5_x first
         self.trunk = ResNetTrunk(width)  # ResNet has BatchNorm throughout; batch_norm is accepted for symmetry
         self.extras = build_extras(self.trunk.layer4_channels, spec, width)
         ssd_channels = [self.trunk.layer2_channels, self.trunk.layer4_channels] + [scaled(s[1], width) for s in spec]

@@ -35,10 +35,7 @@ class FSSD(SingleShotDetector):
 
     def __init__(self, layout: PriorLayout, num_classes: int, width: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__(layout, num_classes)
-        pyramid = {300: _PYRAMID_300, 512: _PYRAMID_512}.get(layout.image_size)
-        if pyramid is None or len(pyramid) + 1 != len(layout.feature_maps):
-            raise ValueError(f"FSSD: no pyramid recipe for input {layout.image_size} with "
-                             f"{len(layout.feature_maps)} feature maps")
+        pyramid = self.recipe({300: _PYRAMID_300, 512: _PYRAMID_512}, levels_before=1)  # the fused map first
         self.trunk = VGG16Trunk(width, batch_norm)
         reduced = scaled(256, width)
         # conv7 of SSD: the one extra layer the fusion takes (fc7 19x19 -> 10x10; 32x32 -> 16x16 for 512).

@@ -40,10 +40,7 @@ class SSD(SingleShotDetector):
 
     def __init__(self, layout: PriorLayout, num_classes: int, width: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__(layout, num_classes)
-        spec = {300: _EXTRAS_300, 512: _EXTRAS_512}.get(layout.image_size)
-        if spec is None or len(spec) + 2 != len(layout.feature_maps):
-            raise ValueError(f"SSD: no extra-layer recipe for input {layout.image_size} with "
-                             f"{len(layout.feature_maps)} feature maps")
+        spec = self.recipe({300: _EXTRAS_300, 512: _EXTRAS_512}, levels_before=2)  # conv4_3 and fc7 come first
         self.trunk = VGG16Trunk(width, batch_norm)
         self.l2norm = L2Norm(self.trunk.conv4_3_channels, scale=20.0)
         self.extras = build_extras(self.trunk.fc7_channels, spec, width)
