@@ -25,6 +25,16 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 
 
+# Bookkeeping rules run where Snakemake runs, not as cluster jobs.
+localrules:
+    all,
+    run_config,
+    curves,
+    table,
+    summary,
+    plan,
+
+
 rule all:
     input:
         all_outputs(),

@@ -61,6 +61,10 @@ CONF
 }
 
 start_cluster() {
+  if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then
+    echo "cluster.sh: slurmctld or slurmd is already running (pids: $(pgrep -x 'slurmctld|slurmd' | xargs)); stop it first" >&2
+    exit 1
+  fi
   write_config
   if [ ! -s /etc/munge/munge.key ]; then mungekey --create; chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; fi
   install -d -o munge -g munge -m 0755 /run/munge
