@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 import sys
 
+RULE_COMMAND = "python -m scbloss"  # every rule runs the CLI through the `python` of its environment
+
 
 def expose_interpreter_scripts() -> None:
-    """Put the folder of the running Python (a venv's bin/) first on PATH, so rules find its `scbloss` command
-    without the venv being activated. In --sdm conda/apptainer jobs that folder is absent and their own is used."""
+    """Put the folder of the running Python (a venv's bin/) first on PATH, so a rule's `python` is the one running
+    Snakemake when no software deployment is asked for. `--sdm conda` activates its environment in front of it."""
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
-__all__ = ["expose_interpreter_scripts"]
+def expose_workflow_package(src_dir: str) -> None:
+    """Put the checkout's `src/` first on PYTHONPATH, so every rule imports the scbloss of this workflow: the
+    driver's venv, a conda environment that holds only the pinned dependencies, and the container alike."""
+    paths = [os.path.abspath(src_dir)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+
+
+__all__ = ["RULE_COMMAND", "expose_interpreter_scripts", "expose_workflow_package"]

@@ -1,4 +1,5 @@
 # The experiment matrix and path helpers shared by every rule file.
+import os
 import re
 
 
@@ -14,8 +15,11 @@ RUNS_DIR = IMPORTED or f"{RESULTS}/runs"
 TOY = all(config["data"][family]["source"] == "toy" for family in ("voc", "coco"))
 ENV = "../../envs/scbloss.yaml"
 
-# Rules call the `scbloss` command installed beside the Python running Snakemake.
+# Rules run `python -m scbloss`: the Python of their environment (the driver's venv, the --sdm conda env, the
+# container) importing this checkout's src/, so the conda env needs only the pinned dependencies.
+SCBLOSS = pipeline.RULE_COMMAND
 pipeline.expose_interpreter_scripts()
+pipeline.expose_workflow_package(os.path.join(workflow.basedir, "src"))
 
 
 wildcard_constraints:
