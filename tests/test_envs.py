@@ -18,6 +18,7 @@ from scbloss import pipeline
 from conftest import REPO, run_snakemake
 
 ENVS = REPO / "envs"
+RULE_COMMAND = "python -m scbloss"  # how every rule runs the CLI (workflow/rules/*.smk)
 
 
 def _conda_pip_lines() -> list[str]:
@@ -95,7 +96,7 @@ def test_rule_python_runs_the_checkouts_package(tmp_path, monkeypatch):
     pipeline.expose_workflow_package(str(checkout))
     env = dict(os.environ)
     assert subprocess.check_output(where, env=env, text=True).strip() == str(checkout / "scbloss" / "__init__.py")
-    command = pipeline.RULE_COMMAND.replace("python", str(python), 1).split() + ["tables", "--help"]
+    command = [str(python), "-m", "scbloss"] + ["tables", "--help"]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     assert result.returncode == 0 and "render" in result.stdout, result.stderr
 
@@ -106,6 +107,6 @@ def test_every_rule_command_runs_through_the_environments_python():
     commands = [re.sub(r"^OMP_NUM_THREADS=\S+ ", "", line) for line in re.findall(r"^Shell command: (.+)$", output,
                                                                                    re.MULTILINE)]
     commands = [c for c in commands if c != "None"]  # script: rules (run_config) print no command
-    subcommands = {c[len(pipeline.RULE_COMMAND):].split()[0] for c in commands}
+    subcommands = {c[len(RULE_COMMAND):].split()[0] for c in commands}
     assert subcommands == {"data", "train", "evaluate", "match-stats", "curves", "tables"}
-    assert [c for c in commands if not c.startswith(pipeline.RULE_COMMAND + " ")] == []
+    assert [c for c in commands if not c.startswith(RULE_COMMAND + " ")] == []

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-RULE_COMMAND = "python -m scbloss"  # every rule runs the CLI through the `python` of its environment
-
 
 def expose_interpreter_scripts() -> None:
     """Put the folder of the running Python (a venv's bin/) first on PATH, so a rule's `python` is the one running
@@ -21,4 +19,4 @@ def expose_workflow_package(src_dir: str) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
-__all__ = ["RULE_COMMAND", "expose_interpreter_scripts", "expose_workflow_package"]
+__all__ = ["expose_interpreter_scripts", "expose_workflow_package"]

@@ -17,7 +17,6 @@ ENV = "../../envs/scbloss.yaml"
 
 # Rules run `python -m scbloss`: the Python of their environment (the driver's venv, the --sdm conda env, the
 # container) importing this checkout's src/, so the conda env needs only the pinned dependencies.
-SCBLOSS = pipeline.RULE_COMMAND
 pipeline.expose_interpreter_scripts()
 pipeline.expose_workflow_package(os.path.join(workflow.basedir, "src"))
 

@@ -13,7 +13,7 @@ rule toy_data:
     conda:
         ENV
     shell:
-        "{SCBLOSS} data toy --out {params.root} --images {params.toy[train_images]} "
+        "python -m scbloss data toy --out {params.root} --images {params.toy[train_images]} "
         "--test-images {params.toy[test_images]} --seed {params.toy[seed]} > {log} 2>&1"
 
 
@@ -35,4 +35,4 @@ rule real_data:
     conda:
         ENV
     shell:
-        "{SCBLOSS} data download --dataset {wildcards.family} {params.args} > {log} 2>&1 && touch {output}"
+        "python -m scbloss data download --dataset {wildcards.family} {params.args} > {log} 2>&1 && touch {output}"

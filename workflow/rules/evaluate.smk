@@ -26,7 +26,7 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} {SCBLOSS} evaluate --checkpoint {input.model} {params.dataset} "
+        "OMP_NUM_THREADS={threads} python -m scbloss evaluate --checkpoint {input.model} {params.dataset} "
         "--split {wildcards.split} --out {params.out} --thresholds {params.thresholds} "
         "--coco-backend {params.backend} --batch-size {params.batch} --workers {params.workers} > {log} 2>&1"
 
@@ -50,7 +50,7 @@ rule evaluate_test_dev:
     conda:
         ENV
     shell:
-        "{SCBLOSS} evaluate --checkpoint {input.model} {params.dataset} --split test-dev --out {params.out} "
+        "python -m scbloss evaluate --checkpoint {input.model} {params.dataset} --split test-dev --out {params.out} "
         "--name {wildcards.run} > {log} 2>&1"
 
 
@@ -72,4 +72,4 @@ rule match_stats:
     conda:
         ENV
     shell:
-        "{SCBLOSS} match-stats {params.args} --csv {output.csv} --png {output.png} > {log} 2>&1"
+        "python -m scbloss match-stats {params.args} --csv {output.csv} --png {output.png} > {log} 2>&1"

@@ -25,7 +25,7 @@ rule table:
     conda:
         ENV
     shell:
-        "{SCBLOSS} tables render --spec {input.spec} --runs-dir {params.runs_dir} --seeds {params.seeds} "
+        "python -m scbloss tables render --spec {input.spec} --runs-dir {params.runs_dir} --seeds {params.seeds} "
         "--templates {params.templates} --out-dir $(dirname {output.md}) {params.toy} > {log} 2>&1"
 
 
@@ -41,7 +41,7 @@ rule summary:
     conda:
         ENV
     shell:
-        "{SCBLOSS} tables summary {input} --out {output} {params.toy} > {log} 2>&1"
+        "python -m scbloss tables summary {input} --out {output} {params.toy} > {log} 2>&1"
 
 
 rule plan:

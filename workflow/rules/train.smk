@@ -37,7 +37,7 @@ rule train:
         ENV
     shell:
         # >> keeps the log of an interrupted attempt; the retry appends "resumed from iteration N"
-        "OMP_NUM_THREADS={threads} {SCBLOSS} train --config {input.config} --out {params.out} >> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m scbloss train --config {input.config} --out {params.out} >> {log} 2>&1"
 
 
 rule curves:
@@ -55,4 +55,4 @@ rule curves:
     conda:
         ENV
     shell:
-        "{SCBLOSS} curves --metrics {input} --out {output} --title {wildcards.run} > {log} 2>&1"
+        "python -m scbloss curves --metrics {input} --out {output} --title {wildcards.run} > {log} 2>&1"
