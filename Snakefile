@@ -6,7 +6,11 @@ from snakemake.utils import min_version, validate
 min_version("8.0")
 
 
-configfile: "config/config.yaml"
+# The toy config is the default, not a base layer: Snakemake would deep-merge a --configfile into it, and toy-only
+# keys (per-model batch sizes, ...) would leak into the paper's runs. A --configfile given is the whole config.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
