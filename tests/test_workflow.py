@@ -1,6 +1,7 @@
 """The pipeline itself: lint, the paper config's DAG, and the whole toy DAG run end to end (twice)."""
 
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -36,12 +37,16 @@ def _expected_jobs(config_path: Path) -> dict[str, int]:
                 runs.add(key)
                 evaluations.add((key, spec["split"]))
     coco_runs = sum(1 for r in runs if r[0] == "coco")
-    figures = sum(1 for f in config["figures"]["match_stats"] if f["model"] in MODELS)
+    train_split = {"voc": "trainval", "coco": "train"}
+    figures = {(f["dataset"], f["model"], f["split"], f.get("augment", False))
+               for f in config["figures"]["match_stats"] if f["model"] in MODELS}
+    if config["figures"].get("every_trained_model"):
+        figures |= {(run[0], run[1], train_split[run[0]], False) for run in runs}
     real_data = sum(1 for family in ("voc", "coco") if config["data"][family]["source"] != "toy")
     return {
         "run_config": len(runs), "train": len(runs), "curves": len(runs), "evaluate": len(evaluations),
         "evaluate_test_dev": coco_runs if config["evaluate"]["test_dev"] else 0, "table": len(config["tables"]),
-        "summary": 1, "match_stats": figures, "all": 1, "real_data": real_data,
+        "summary": 1, "match_stats": len(figures), "all": 1, "real_data": real_data,
         "toy_data": 1 if real_data < 2 else 0,
     }
 
@@ -53,6 +58,19 @@ def test_paper_dry_run_has_the_jobs_the_tables_imply():
     counts = _job_counts(output)
     assert counts.pop("total") == sum(expected.values())
     assert counts == expected
+
+
+def test_a_given_configfile_replaces_the_toy_default(tmp_path):
+    """Toy-only keys (the 512-px detectors' batch size 4) must not leak into the paper's runs."""
+    run_yaml = tmp_path / "runs" / "coco-ssd512-none-s0" / "train.yaml"
+    code, output = _snakemake("--cores", "1", "--configfile", "config/paper.yaml", "--config", f"results={tmp_path}",
+                              "--", str(run_yaml))
+    assert code == 0, output[-3000:]
+    values = yaml.safe_load(run_yaml.read_text())
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["train"]
+    assert values["batch_size"] == paper["defaults"]["batch_size"] == 32
+    assert (values["max_iter"], values["lr_steps"]) == (paper["coco"]["max_iter"], paper["coco"]["lr_steps"])
+    assert values["width"] == 1.0 and values["batch_norm"] is False
 
 
 def test_bad_config_is_rejected_naming_the_key(tmp_path):
@@ -84,9 +102,10 @@ def test_toy_pipeline_renders_every_table_with_numbers(toy_pipeline):
 
 
 def test_toy_pipeline_draws_figures_and_curves(toy_pipeline):
-    results, _ = toy_pipeline
+    results, config_file = toy_pipeline
     matching = sorted((results / "figures" / "matching").glob("*.png"))
-    assert len(matching) == 7 and all(p.read_bytes()[:4] == b"\x89PNG" for p in matching)
+    assert len(matching) == _expected_jobs(config_file)["match_stats"] == 10
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in matching)
     stats = pd.read_csv(results / "figures" / "matching" / "voc-ssd300-trainval.csv")
     assert set(stats["bucket"]) == {"small", "medium", "large"} and (stats["matches"] >= 0).all()
     assert len(list((results / "figures" / "curves").glob("*.png"))) == 22  # every run of Tables 1-9
@@ -107,19 +126,29 @@ def test_report_gathers_tables_and_figures(toy_pipeline, tmp_path):
 
 
 def test_tables_render_from_imported_metrics_without_training(toy_pipeline, tmp_path):
+    """Only the eval/ folders travel (as the README says); a run whose metrics were not copied reads "not run"."""
     results, config_file = toy_pipeline
+    imported = tmp_path / "from-cluster"
+    for eval_dir in (results / "runs").glob("*/eval"):
+        if eval_dir.parent.name != "voc-ssd300-none-s0":
+            shutil.copytree(eval_dir, imported / eval_dir.parent.name / "eval")
     config = yaml.safe_load(config_file.read_text())
     config["results"] = str(tmp_path / "elsewhere")
-    config["metrics_dir"] = str(results / "runs")
-    config["figures"] = {"match_stats": []}
+    config["metrics_dir"] = str(imported)
     (tmp_path / "import.yaml").write_text(yaml.safe_dump(config))
     code, output = _snakemake("--cores", "1", "--configfile", str(tmp_path / "import.yaml"))
     assert code == 0, output[-3000:]
     counts = _job_counts(output)
-    assert "train" not in counts and "evaluate" not in counts and counts["table"] == 9
-    for number in range(1, 10):
-        imported = pd.read_csv(tmp_path / "elsewhere" / "tables" / f"table{number}.csv")
-        pd.testing.assert_frame_equal(imported, pd.read_csv(results / "tables" / f"table{number}.csv"))
+    assert counts["table"] == 9 and not {"train", "evaluate", "match_stats", "toy_data"} & set(counts)
+    for number in range(5, 10):  # the COCO tables do not use the missing VOC run
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "elsewhere" / "tables" / f"table{number}.csv"),
+                                      pd.read_csv(results / "tables" / f"table{number}.csv"))
+    rendered = pd.read_csv(tmp_path / "elsewhere" / "tables" / "table1.csv").set_index("row")
+    local = pd.read_csv(results / "tables" / "table1.csv").set_index("row")
+    assert pd.isna(rendered.loc["1", "mean"]) and rendered.loc["1", "seeds"] == 0  # the SSD300 + none row
+    pd.testing.assert_frame_equal(rendered.drop(index="1"), local.drop(index="1"))
+    assert "not run" in (tmp_path / "elsewhere" / "tables" / "table1.md").read_text()
+
 
 
 def test_plan_estimates_gpu_hours_per_table():
@@ -128,3 +157,23 @@ def test_plan_estimates_gpu_hours_per_table():
     # Table 1: five SSD300 runs of 120k iterations x 32 images at 160 images/s = 5 x 6.67 GPU-hours
     assert "table1: 5 runs (5 new), 33.3 GPU-h for the new ones" in output
     assert re.search(r"total: 22 training jobs, 34 evaluation jobs, [\d.]+ GPU-h of training", output)
+
+
+@pytest.mark.parametrize("configfile", ["config/paper.yaml", "config/config.yaml"])
+def test_plan_counts_the_jobs_the_dag_runs(configfile, tmp_path):
+    config = yaml.safe_load((REPO / configfile).read_text())
+    config["results"] = str(tmp_path / "results")  # nothing exists there yet: every job is due
+    for source in config["data"].values():
+        if source["source"] == "toy":
+            source["root"] = str(tmp_path / "results" / "data" / "toy")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    code, planned = _snakemake("plan", "-c1", "--configfile", str(tmp_path / "config.yaml"))
+    assert code == 0, planned
+    code, dry_run = _snakemake("-n", "--configfile", str(tmp_path / "config.yaml"))
+    assert code == 0, dry_run
+    counts = _job_counts(dry_run)
+    total = counts.pop("total")
+    listed = re.search(r"^jobs: (\d+) in all \((.+)\)$", planned, re.MULTILINE)
+    assert int(listed.group(1)) == total
+    assert {rule: int(n) for rule, n in (item.split() for item in listed.group(2).split(", "))} == counts
+

@@ -71,6 +71,21 @@ def eval_splits(specs: list[dict], run: Run) -> list[str]:
     return sorted({spec["split"] for spec in specs for row in spec["rows"] if row_run(spec, row) == run.setting})
 
 
+def figure_entries(config: dict, runs) -> list[dict]:
+    """The matching-statistics figures (paper Figs. 1 and 3): those the config lists, plus, with
+    `figures.every_trained_model`, one per dataset x model of the runs on its training split; distinct, in order."""
+    figures = config.get("figures") or {}
+    entries = [{**entry, "augment": bool(entry.get("augment"))} for entry in figures.get("match_stats", [])]
+    if figures.get("every_trained_model"):
+        pairs = dict.fromkeys((run.dataset, run.model) for run in sorted(runs))
+        entries += [{"dataset": d, "model": m, "split": TRAIN_SPLIT[d], "augment": False} for d, m in pairs]
+    distinct = {}
+    for entry in entries:
+        if entry["model"] in MODELS:
+            distinct.setdefault((entry["dataset"], entry["model"], entry["split"], entry["augment"]), entry)
+    return list(distinct.values())
+
+
 def _merge(base: dict, override: dict | None) -> dict:
     merged = copy.deepcopy(base)
     for key, value in (override or {}).items():
@@ -127,13 +142,38 @@ def plan(config: dict) -> str:
         total_hours += hours
         note = f"; not built yet: {', '.join(missing)}" if missing else ""
         lines.append(f"{spec['id']}: {len(runs)} runs ({len(new)} new), {hours:.1f} GPU-h for the new ones{note}")
-    runs = runs_for_tables(specs, seeds)
-    evaluations = sum(len(eval_splits(specs, r)) for r in runs)
-    test_dev = sum(1 for r in runs if r.dataset == "coco") if config["evaluate"].get("test_dev") else 0
-    lines.append(f"total: {len(runs)} training jobs, {evaluations + test_dev} evaluation jobs, "
-                 f"{total_hours:.1f} GPU-h of training")
+    counts = job_counts(config)
+    lines.append(f"total: {counts['train']} training jobs, {counts['evaluate'] + counts['evaluate_test_dev']} "
+                 f"evaluation jobs, {total_hours:.1f} GPU-h of training")
+    lines.append(f"jobs: {sum(counts.values())} in all (" + ", ".join(f"{rule} {n}" for rule, n in counts.items() if n)
+                 + ")")
     return "\n".join(lines)
 
 
-__all__ = ["Run", "dataset_location", "eval_splits", "gpu_hours", "load_table_spec", "plan", "row_run",
+def job_counts(config: dict) -> dict[str, int]:
+    """Jobs per rule that `snakemake` (target `all`) runs from scratch for this config, derived as the rules are."""
+    specs = table_specs(config)
+    runs = runs_for_tables(specs, int(config.get("seeds", 1)))
+    imported = bool(config.get("metrics_dir"))  # tables render from metrics computed elsewhere: nothing else runs
+    trained = [] if imported else runs
+    figures = [] if imported else figure_entries(config, runs)
+    families = {run.dataset for run in trained} | {entry["dataset"] for entry in figures}
+    toy = {family for family in families if config["data"][family]["source"] == "toy"}
+    test_dev = config["evaluate"].get("test_dev") and not imported
+    return {
+        "toy_data": 1 if toy else 0,  # one job writes both toy layouts
+        "real_data": len(families - toy),
+        "run_config": len(trained),
+        "train": len(trained),
+        "curves": len(trained),
+        "evaluate": sum(len(eval_splits(specs, run)) for run in trained),
+        "evaluate_test_dev": sum(run.dataset == "coco" for run in trained) if test_dev else 0,
+        "match_stats": len(figures),
+        "table": len(specs),
+        "summary": 1,
+        "all": 1,
+    }
+
+
+__all__ = ["Run", "dataset_location", "eval_splits", "figure_entries", "job_counts", "gpu_hours", "load_table_spec", "plan", "row_run",
            "runs_for_tables", "table_specs", "train_config"]

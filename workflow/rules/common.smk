@@ -4,7 +4,6 @@ import re
 
 
 from scbloss import experiments, pipeline
-from scbloss.models import MODELS
 
 RESULTS = config["results"]
 SPECS = experiments.table_specs(config)
@@ -12,6 +11,8 @@ SEEDS = int(config["seeds"])
 RUNS = {run.id: run for run in experiments.runs_for_tables(SPECS, SEEDS)}
 IMPORTED = config.get("metrics_dir")  # metrics computed elsewhere: tables render from them, nothing trains
 RUNS_DIR = IMPORTED or f"{RESULTS}/runs"
+# The matching statistics read the datasets themselves, so tables rendered from imported metrics go without them.
+FIGURES = [] if IMPORTED else experiments.figure_entries(config, RUNS.values())
 TOY = all(config["data"][family]["source"] == "toy" for family in ("voc", "coco"))
 ENV = "../../envs/scbloss.yaml"
 
@@ -40,13 +41,16 @@ def metrics_file(run_id, split):
 
 
 def table_metrics(spec):
-    """The metrics files one table reads: each of its runs that exist, on the table's split."""
+    """The metrics files one table reads: each of its runs whose model exists, on the table's split. Imported
+    metrics are taken as they are: a run missing from metrics_dir renders as "not run" instead of failing."""
     files = []
     for row in spec["rows"]:
         for seed in range(SEEDS):
             run = experiments.row_run(spec, row, seed)
             if run.id in RUNS:
                 files.append(metrics_file(run.id, spec["split"]))
+    if IMPORTED:
+        files = [path for path in files if os.path.exists(path)]
     return sorted(set(files))
 
 
@@ -56,8 +60,7 @@ def match_stats_name(entry):
 
 
 def figure_outputs():
-    entries = [e for e in config.get("figures", {}).get("match_stats", []) if e["model"] in MODELS]
-    return [f"{RESULTS}/figures/matching/{match_stats_name(e)}.png" for e in entries]
+    return [f"{RESULTS}/figures/matching/{match_stats_name(e)}.png" for e in FIGURES]
 
 
 def curve_outputs():
@@ -82,7 +85,7 @@ def dataset_args(family):
 
 
 def match_stats_args(name):
-    entry = next(e for e in config["figures"]["match_stats"] if match_stats_name(e) == name)
+    entry = next(e for e in FIGURES if match_stats_name(e) == name)
     augment = " --augment" if entry.get("augment") else ""
     return (f"{dataset_args(entry['dataset'])} --split {entry['split']} --model {entry['model']} "
             f"--priors {entry['dataset']}{augment}")
