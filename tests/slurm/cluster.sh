@@ -15,6 +15,10 @@ install_packages() {
       && command -v sbatch >/dev/null; then
     echo "slurm and munge already installed"; return
   fi
+  # Without root or apt-get the other tests still run; the cluster tests (root starts the daemons) skip themselves.
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "cluster.sh: not root on Debian: Slurm not installed, the cluster tests will be skipped" >&2; return
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge
 }
