@@ -34,6 +34,16 @@ def test_voc_table_mean_std_delta_and_tolerance(tmp_path):
     assert r"78.2 $\pm$ 0.3 / 78.2 (+0.0\checkmark)" in (tmp_path / "out" / "table2.tex").read_text()
 
 
+def test_a_difference_that_rounds_to_zero_prints_without_a_sign(tmp_path):
+    spec = load_table_spec(REPO_TABLES / "table2.yaml")
+    _write_metrics(tmp_path, Run("voc", "ssd300", "none", "", 0), "test", {"voc_map": 77.24})
+    _write_metrics(tmp_path, Run("voc", "ssd300", "scb", "", 0), "test", {"voc_map": 77.2})
+    render(spec, tmp_path, 1, tmp_path / "out", REPO_TABLES / "templates", toy=False)
+    markdown = (tmp_path / "out" / "table2.md").read_text()
+    # improvement 77.2 - 77.24 = -0.04 -> "0.0"; its difference to the paper's 1.0 -> "-1.0"
+    assert "| SSD300 w/ scb loss | 1 | 3 | 77.2 / 78.2 (-1.0 ✗) | 0.0 / 1.0 (-1.0 ✗) |" in markdown
+
+
 def test_recall_table_counts_and_summary(tmp_path):
     spec = load_table_spec(REPO_TABLES / "table3.yaml")
     recall = [{"threshold": t, "bucket": b, "hits": h, "total": n, "recall": round(100 * h / n, 2)}

@@ -72,7 +72,9 @@ def _match_stats(args: argparse.Namespace) -> int:
     from .engine.matchstats import matching_statistics, plot_histograms
 
     data = load_dataset(args.dataset, Path(args.root), args.split)
-    stats = matching_statistics(data, ssd_layout(args.model, args.priors), augment=args.augment, seed=args.seed)
+    stats = matching_statistics(data, ssd_layout(args.model, args.priors), augment=args.augment, seed=args.seed,
+                                progress=True)
+    print(f"{len(stats)} objects in {len(data.records)} images")
     csv, png = Path(args.csv), Path(args.png)
     for folder in {csv.parent, png.parent}:
         folder.mkdir(parents=True, exist_ok=True)

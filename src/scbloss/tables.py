@@ -81,21 +81,26 @@ def table_cells(spec: dict, runs_dir: Path, seeds: int) -> list[dict]:
     return cells
 
 
+def _number(value: float, decimals: int, sign: str = "") -> str:
+    """A rounded number; what rounds to zero prints as 0.0, never -0.0 (adding +0.0 clears the sign of -0.0)."""
+    return f"{round(value, decimals) + 0.0:{sign}.{decimals}f}"
+
+
 def _format_cell(cell: dict, decimals: int) -> dict:
     if cell["static"] is not None:
         return {"reproduced": str(cell["static"]), "paper": "", "delta": "", "mark": ""}
     if cell["mean"] is None:
         reproduced = NOT_RUN
     else:
-        reproduced = f"{cell['mean']:.{decimals}f}"
+        reproduced = _number(cell["mean"], decimals)
         if cell["std"] is not None:
-            reproduced += f" ± {cell['std']:.{decimals}f}"
+            reproduced += f" ± {_number(cell['std'], decimals)}"
         if cell["counts"]:
             reproduced += f" ({cell['counts']})"
-    paper = "" if cell["paper"] is None else f"{cell['paper']:.{decimals}f}"
+    paper = "" if cell["paper"] is None else _number(cell["paper"], decimals)
     if cell["paper_counts"]:
         paper += f" ({cell['paper_counts']})"
-    delta = "" if cell["delta"] is None else f"{cell['delta']:+.{decimals}f}"
+    delta = "" if cell["delta"] is None else _number(cell["delta"], decimals, "+")
     mark = {True: "yes", False: "no", None: ""}[cell["within"]]
     return {"reproduced": reproduced, "paper": paper, "delta": delta, "mark": mark}
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from ..atomic import save_figure
 from ..data.loader import DetectionDataset
@@ -31,7 +32,8 @@ def _normalized_objects(data: DetectionSet, augment: bool, size: int, seed: int)
 
 
 def matching_statistics(
-    data: DetectionSet, layout: PriorLayout, augment: bool = False, seed: int = 0, chunk: int = 256
+    data: DetectionSet, layout: PriorLayout, augment: bool = False, seed: int = 0, chunk: int = 256,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """One row per object: its size bucket at the model input (area in input pixels) and its number of matches M."""
     intervals = PriorIntervals(generate_priors(layout))
@@ -50,7 +52,9 @@ def matching_statistics(
         rows.extend(zip(bucket.tolist(), counts.tolist()))
         batch.clear()
 
-    for boxes in _normalized_objects(data, augment, layout.image_size, seed):
+    images = tqdm(_normalized_objects(data, augment, layout.image_size, seed), total=len(data.records),
+                  desc="match", disable=not progress, mininterval=10)  # a rule's log shows progress on COCO train
+    for boxes in images:
         batch.append(boxes)
         if len(batch) == chunk:
             flush()
