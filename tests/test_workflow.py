@@ -146,7 +146,8 @@ def test_tables_render_from_imported_metrics_without_training(toy_pipeline, tmp_
     rendered = pd.read_csv(tmp_path / "elsewhere" / "tables" / "table1.csv").set_index("row")
     local = pd.read_csv(results / "tables" / "table1.csv").set_index("row")
     assert pd.isna(rendered.loc["1", "mean"]) and rendered.loc["1", "seeds"] == 0  # the SSD300 + none row
-    pd.testing.assert_frame_equal(rendered.drop(index="1"), local.drop(index="1"))
+    # the missing row's empty 'within' makes that column object-typed; the values must still agree
+    pd.testing.assert_frame_equal(rendered.drop(index="1"), local.drop(index="1"), check_dtype=False)
     assert "not run" in (tmp_path / "elsewhere" / "tables" / "table1.md").read_text()
 
 

@@ -3,12 +3,13 @@
 #   cluster.sh install   apt-get install slurmctld slurmd slurm-client munge
 #   cluster.sh start     write the config, start munged, slurmctld and slurmd, wait until the node is idle
 #   cluster.sh stop      cancel leftover jobs and end the daemons this script started (by their pid files)
-# State, logs and pid files live in $SCBLOSS_SLURM_DIR (default /tmp/scbloss-slurm). The node offers one stand-in
-# GPU (gres backed by /dev/null), so jobs asking for --gpus=1 schedule. No accounting daemon: the profile for this
+# State, logs and pid files live in $SCBLOSS_SLURM_DIR (default /tmp/scbloss-slurm). The node offers a stand-in
+# GPU per CPU (up to 4; gres backed by /dev/null, /dev/zero, ...), so jobs asking for --gpus=1 schedule. No accounting daemon: the profile for this
 # cluster (profiles/slurm-ci) checks job states with squeue.
 set -euo pipefail
 DIR=${SCBLOSS_SLURM_DIR:-/tmp/scbloss-slurm}
 HOST=$(hostname -s)
+GPUS=$(( $(nproc) < 4 ? $(nproc) : 4 ))
 
 install_packages() {
   if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
@@ -50,10 +51,13 @@ StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$mem_mib Gres=gpu:1 State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$mem_mib Gres=gpu:$GPUS State=UNKNOWN
 PartitionName=ci Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
-  echo "NodeName=$HOST Name=gpu File=/dev/null" > "$DIR/gres.conf"
+  # Stand-in GPUs: character devices every machine has; one per CPU so jobs run side by side as on a GPU node.
+  local devices=(/dev/null /dev/zero /dev/full /dev/urandom)
+  : > "$DIR/gres.conf"
+  for device in "${devices[@]:0:$GPUS}"; do echo "NodeName=$HOST Name=gpu File=$device" >> "$DIR/gres.conf"; done
   mkdir -p /etc/slurm
   # The plugin's job-step wrapper drops SLURM_CONF, so the config must sit at the default path.
   for name in slurm.conf gres.conf; do
