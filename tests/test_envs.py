@@ -96,7 +96,7 @@ def test_rule_python_runs_the_checkouts_package(tmp_path, monkeypatch):
     pipeline.expose_workflow_package(str(checkout))
     env = dict(os.environ)
     assert subprocess.check_output(where, env=env, text=True).strip() == str(checkout / "scbloss" / "__init__.py")
-    command = [str(python), "-m", "scbloss"] + ["tables", "--help"]
+    command = [str(python), "-m", "scbloss", "tables", "--help"]
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     assert result.returncode == 0 and "render" in result.stdout, result.stderr
 

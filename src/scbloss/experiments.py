@@ -175,5 +175,5 @@ def job_counts(config: dict) -> dict[str, int]:
     }
 
 
-__all__ = ["Run", "dataset_location", "eval_splits", "figure_entries", "job_counts", "gpu_hours", "load_table_spec", "plan", "row_run",
-           "runs_for_tables", "table_specs", "train_config"]
+__all__ = ["Run", "dataset_location", "eval_splits", "figure_entries", "gpu_hours", "job_counts", "load_table_spec",
+           "plan", "row_run", "runs_for_tables", "table_specs", "train_config"]
