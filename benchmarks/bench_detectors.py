@@ -7,15 +7,15 @@ import time
 
 import torch
 
-from scbloss.detection.priors import SSD_LAYOUTS
-from scbloss.models import MODELS, build_criterion, build_model
+from scbloss import detectors
+from scbloss.detection.criterion import total_loss
+from scbloss.models import build_criterion, build_model
 
 TOY_WIDTH, TOY_BATCH, FULL_BATCH = 0.125, 8, 2
 
 
 def _step_seconds(name: str, width: float, batch: int, repeats: int) -> float:
-    dataset = "coco" if (name, "coco") in SSD_LAYOUTS else "voc"
-    model = build_model(name, num_classes=21, width=width, dataset=dataset, batch_norm=width < 1)
+    model = build_model(name, num_classes=21, width=width, dataset="coco", batch_norm=width < 1)
     criterion = build_criterion(name, "scb")
     size = model.layout.image_size
     generator = torch.Generator().manual_seed(0)
@@ -26,7 +26,7 @@ def _step_seconds(name: str, width: float, batch: int, repeats: int) -> float:
     def step() -> None:
         model.zero_grad(set_to_none=True)
         losses = criterion(model(images), model, targets)
-        (losses["loss_cls"] + losses["loss_loc"]).backward()
+        total_loss(losses).backward()
 
     step()  # warm-up
     best = float("inf")
@@ -41,7 +41,7 @@ def bench_detector_steps(quick: bool) -> list[str]:
     lines = []
     for label, width, batch in (("toy width", TOY_WIDTH, TOY_BATCH), ("full width", 1.0, FULL_BATCH)):
         reference = _step_seconds("ssd300", width, batch, 1 if quick else 3)
-        for name in MODELS:
+        for name in detectors.names():
             seconds = reference if name == "ssd300" else _step_seconds(name, width, batch, 1 if quick else 3)
             lines.append(f"{label} (width {width}, batch {batch}): {name:13s} {seconds:7.3f} s/step, "
                          f"{seconds / reference:5.2f}x SSD300")

@@ -8,7 +8,8 @@ from torch.utils.benchmark import Timer
 from torchvision.models.detection import ssd300_vgg16
 from torchvision.ops import box_iou
 
-from scbloss.detection import MultiBoxLoss, generate_priors, ssd_layout
+from scbloss import detectors
+from scbloss.detection import MultiBoxLoss, generate_priors
 from scbloss.models import build_model
 
 
@@ -60,7 +61,7 @@ def bench_against_torchvision(quick: bool) -> dict[str, float]:
     """Batch 32, 8732 priors: our batched matching + loss vs torchvision's per-image matching + compute_loss."""
     generator = torch.Generator().manual_seed(1)
     batch, num_classes = 32, 21
-    priors = generate_priors(ssd_layout("ssd300", "coco"))
+    priors = generate_priors(detectors.get("ssd300").layout("coco"))
     targets = random_targets(batch, num_classes, generator)
     loc = torch.randn(batch, len(priors), 4, generator=generator)
     conf = torch.randn(batch, len(priors), num_classes, generator=generator)

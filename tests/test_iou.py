@@ -2,13 +2,14 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from scbloss.detection import generate_priors, ssd_layout
+from scbloss import detectors
+from scbloss.detection import generate_priors
 from scbloss.detection.iou import PriorIntervals
 
 
 @pytest.mark.parametrize("model,dataset", [("ssd300", "voc"), ("ssd512", "coco")])
 def test_interval_iou_equals_torchvision_box_iou_exactly(model, dataset):
-    priors = generate_priors(ssd_layout(model, dataset))
+    priors = generate_priors(detectors.get(model).layout(dataset))
     centre, size = torch.rand(50, 2), torch.rand(50, 2) * 0.7 + 0.005
     boxes = torch.cat([centre - size / 2, centre + size / 2], dim=1).clamp(0, 1)
     intervals = PriorIntervals(priors)
@@ -24,7 +25,7 @@ def test_arbitrary_priors_and_empty_boxes():
 
 
 def test_cache_notices_a_modified_prior_tensor():
-    priors = generate_priors(ssd_layout("ssd300", "voc"))
+    priors = generate_priors(detectors.get("ssd300").layout("voc"))
     intervals = PriorIntervals(priors)
     assert intervals.describes(priors) and not intervals.describes(priors.clone())
     priors.mul_(1.0)

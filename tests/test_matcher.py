@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from scbloss.detection import match, match_batch, matching_counts, matching_counts_batch
+from scbloss.detection import match, matching_counts
+from scbloss.detection.matcher import match_concat
 
 PRIORS = torch.tensor(
     [
@@ -40,21 +41,19 @@ def test_no_ground_truth_matches_nothing():
     assert matching_counts(matched, 0).tolist() == []
 
 
-def test_batched_matching_equals_per_image_with_padding():
+def test_batched_matching_equals_per_image():
+    """match_concat (the loss's path: every image's objects concatenated) equals matching image by image."""
     priors = torch.rand(300, 2).repeat(1, 2) + torch.tensor([0, 0, 0.05, 0.05]) * torch.rand(300, 1).add(1)
     per_image = [torch.rand(n, 2).repeat(1, 2) + torch.tensor([0, 0, 0.1, 0.1]) for n in (3, 0, 7)]
-    boxes = torch.zeros(3, 7, 4)
-    valid = torch.zeros(3, 7, dtype=torch.bool)
-    for i, b in enumerate(per_image):
-        boxes[i, : len(b)] = b
-        valid[i, : len(b)] = True
-    batched = match_batch(boxes, valid, priors)
-    counts = matching_counts_batch(batched, 7)
+    image_of_gt = torch.repeat_interleave(torch.arange(3), torch.tensor([len(b) for b in per_image]))
+    batched = match_concat(torch.cat(per_image), image_of_gt, 3, priors)
+    counts = matching_counts(batched, 10)
+    offset = 0
     for i, b in enumerate(per_image):
         single = match(b, priors)
-        assert torch.equal(batched[i], single)
-        assert counts[i, : len(b)].tolist() == matching_counts(single, len(b)).tolist()
-        assert counts[i, len(b) :].sum() == 0
+        assert torch.equal(batched[i], torch.where(single >= 0, single + offset, single))
+        assert counts[offset : offset + len(b)].tolist() == matching_counts(single, len(b)).tolist()
+        offset += len(b)
 
 
 def test_bad_shapes_are_named():

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from scbloss.detection import MultiBoxLoss, generate_priors, ssd_layout
+from scbloss import detectors
+from scbloss.detection import MultiBoxLoss, generate_priors
 from scbloss.models import build_model
 
 
@@ -22,12 +23,12 @@ def test_ssd300_parameter_count_equals_torchvision():
 )
 def test_forward_shapes_match_the_priors(name, dataset, size, count):
     model = build_model(name, num_classes=6, width=0.125, dataset=dataset).eval()
-    assert torch.equal(model.priors, generate_priors(ssd_layout(name, dataset)))
+    assert torch.equal(model.priors, generate_priors(detectors.get(name).layout(dataset)))
     with torch.no_grad():
         loc, conf = model(torch.randn(2, 3, size, size))
     assert loc.shape == (2, count, 4) and conf.shape == (2, count, 6)
     sizes = [f.shape[-1] for f in model.features(torch.zeros(1, 3, size, size))]
-    assert tuple(sizes) == ssd_layout(name, dataset).feature_maps
+    assert tuple(sizes) == detectors.get(name).layout(dataset).feature_maps
 
 
 def test_width_keeps_the_layout_and_shrinks_channels():

@@ -3,7 +3,8 @@ import torch
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.ops import box_convert
 
-from scbloss.detection import PriorLayout, generate_priors, ssd_layout
+from scbloss import detectors
+from scbloss.detection import PriorLayout, generate_priors
 
 
 @pytest.mark.parametrize(
@@ -11,14 +12,14 @@ from scbloss.detection import PriorLayout, generate_priors, ssd_layout
     [("ssd300", "voc", 8732), ("ssd300", "coco", 8732), ("ssd512", "voc", 24564), ("ssd512", "coco", 24564)],
 )
 def test_prior_counts(model, dataset, count):
-    layout = ssd_layout(model, dataset)
+    layout = detectors.get(model).layout(dataset)
     priors = generate_priors(layout)
     assert priors.shape == (count, 4)
     assert layout.num_priors() == count
 
 
 def test_first_cell_of_ssd300_voc_by_hand():
-    priors = generate_priors(ssd_layout("ssd300", "voc"), dtype=torch.float64)
+    priors = generate_priors(detectors.get("ssd300").layout("voc"), dtype=torch.float64)
     cx = cy = 0.5 * 8 / 300
     small = 30 / 300
     large = (30 * 60) ** 0.5 / 300
@@ -45,7 +46,7 @@ def test_ssd300_coco_equals_torchvision_anchors_as_sets():
 
     anchors_px = generator(ImageList(images, [(300, 300)]), maps)[0]
     theirs = (anchors_px / 300).double()
-    ours = generate_priors(ssd_layout("ssd300", "coco"), dtype=torch.float64)
+    ours = generate_priors(detectors.get("ssd300").layout("coco"), dtype=torch.float64)
 
     def as_sorted_set(boxes):
         rounded = (boxes * 1e5).round()
@@ -58,7 +59,7 @@ def test_ssd300_coco_equals_torchvision_anchors_as_sets():
 
 
 def test_clip_conventions_differ_only_on_border_centres():
-    layout = ssd_layout("ssd300", "coco")
+    layout = detectors.get("ssd300").layout("coco")
     wh_only = generate_priors(layout, dtype=torch.float64)
     from dataclasses import replace
 
@@ -73,4 +74,4 @@ def test_layout_rejects_mismatched_levels():
     with pytest.raises(ValueError, match="one entry per level"):
         PriorLayout(300, (38, 19), (8.0,), (30.0, 60.0), (60.0, 111.0), ((2,), (2,)))
     with pytest.raises(ValueError, match="no prior layout"):
-        ssd_layout("ssd300", "kitti")
+        detectors.get("ssd300").layout("kitti")

@@ -1,4 +1,8 @@
-"""The training loss of each detector family, as one callable: criterion(outputs, model, targets) -> losses."""
+"""The training loss of each detector family, as one callable: criterion(outputs, model, targets) -> losses.
+
+A criterion returns every term of its loss under a name starting with ``loss_`` (the total is their sum, as in
+detectron2) and ``num_pos``, the positive priors the normalizer counts.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Sequence
 import torch
 
 from .loss import MultiBoxLoss, Target
+
+ARM_REJECT = 0.01  # RefineDet: anchors whose ARM objectness is at most this are not ODM negatives, nor detections
 
 
 class SingleShotCriterion:
@@ -24,30 +30,34 @@ class RefineDetCriterion:
     """ARM loss / N_arm + ODM loss / N_odm (RefineDet, Eq. 1).
 
     The ARM learns objectness (every object labelled 1) on the original anchors; the ODM learns the classes on the
-    ARM-refined anchors, without the anchors the ARM rejects (objectness <= 0.01) among its negatives. The
-    per-object weighting applies to the ARM only (``scb_on="arm"``, the paper's Table 2 setting) or to both
-    modules (``"arm_odm"``, the paper's 78.0 observation); the other module is unweighted.
+    ARM-refined anchors, without the anchors the ARM rejects (objectness <= ``ARM_REJECT``) among its negatives.
+    ``variant`` says where the per-object weighting applies: the ARM only ("arm", the paper's Table 2 setting) or
+    both modules ("arm_odm", the paper's 78.0 observation); the other module is unweighted.
     """
 
-    def __init__(self, weighting: str = "scb", scb_on: str = "arm", reject: float = 0.01, **loss_options) -> None:
-        if scb_on not in ("arm", "arm_odm"):
-            raise ValueError(f"RefineDet: scb_on must be 'arm' or 'arm_odm', got {scb_on!r}")
+    def __init__(self, weighting: str = "scb", variant: str = "arm", **loss_options) -> None:
+        if variant not in ("arm", "arm_odm"):
+            raise ValueError(f"RefineDet: variant must be 'arm' or 'arm_odm', got {variant!r}")
         self.arm = MultiBoxLoss(weighting=weighting, **loss_options)
-        self.odm = MultiBoxLoss(weighting=weighting if scb_on == "arm_odm" else "none", **loss_options)
-        self.reject = reject
+        self.odm = MultiBoxLoss(weighting=weighting if variant == "arm_odm" else "none", **loss_options)
 
     def __call__(self, outputs, model, targets: Sequence[Target]) -> dict[str, torch.Tensor]:
         arm_loc, arm_conf, odm_loc, odm_conf = (o.float() for o in outputs)
         objectness = [{"boxes": t["boxes"], "labels": torch.ones_like(t["labels"])} for t in targets]
         arm = self.arm(arm_loc, arm_conf, model.priors, objectness)
         with torch.no_grad():
-            rejected = arm_conf.softmax(dim=-1)[..., 1] <= self.reject
+            rejected = arm_conf.softmax(dim=-1)[..., 1] <= ARM_REJECT
         odm = self.odm(odm_loc, odm_conf, model.refined_priors(arm_loc), targets, not_negative=rejected)
         return {
-            "loss_cls": arm["loss_cls"] + odm["loss_cls"], "loss_loc": arm["loss_loc"] + odm["loss_loc"],
-            "num_pos": odm["num_pos"], "arm_loss_cls": arm["loss_cls"], "arm_loss_loc": arm["loss_loc"],
-            "arm_num_pos": arm["num_pos"],
+            "loss_arm_cls": arm["loss_cls"], "loss_arm_loc": arm["loss_loc"],
+            "loss_odm_cls": odm["loss_cls"], "loss_odm_loc": odm["loss_loc"],
+            "num_pos": odm["num_pos"], "num_pos_arm": arm["num_pos"],
         }
 
 
-__all__ = ["RefineDetCriterion", "SingleShotCriterion"]
+def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The sum of every ``loss_*`` term a criterion returned."""
+    return sum(value for key, value in losses.items() if key.startswith("loss_"))
+
+
+__all__ = ["ARM_REJECT", "RefineDetCriterion", "SingleShotCriterion", "total_loss"]

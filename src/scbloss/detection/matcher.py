@@ -53,16 +53,6 @@ def match_concat(
     return torch.where(forced_owner >= 0, forced_owner, matched).view(num_images, num_priors)
 
 
-def match_batch(
-    gt_boxes: torch.Tensor, gt_valid: torch.Tensor, priors: torch.Tensor, iou_threshold: float = 0.5
-) -> torch.Tensor:
-    """Padded form of :func:`match_concat`: gt_boxes [B, G, 4], gt_valid [B, G] -> [B, A] index within the image or -1."""
-    batch, num_gt = gt_valid.shape
-    image_of_gt, slot = gt_valid.nonzero(as_tuple=True)
-    matched = match_concat(gt_boxes[image_of_gt, slot], image_of_gt, batch, priors, iou_threshold)
-    return torch.where(matched >= 0, slot[matched.clamp(min=0)], matched) if slot.numel() else matched
-
-
 def match(gt_boxes: torch.Tensor, priors: torch.Tensor, iou_threshold: float = 0.5) -> torch.Tensor:
     """Match the priors of one image: gt_boxes [G, 4] and priors [A, 4] xyxy -> [A] ground-truth index or -1."""
     if gt_boxes.dim() != 2 or gt_boxes.shape[-1] != 4:
@@ -82,11 +72,4 @@ def matching_counts(matched_idxs: torch.Tensor, num_gt: int) -> torch.Tensor:
     return torch.bincount(assigned, minlength=num_gt)[:num_gt]
 
 
-def matching_counts_batch(matched: torch.Tensor, num_gt: int) -> torch.Tensor:
-    """M_i for a padded batch: matched [B, A] from :func:`match_batch` -> [B, G] int64."""
-    batch = matched.shape[0]
-    offsets = torch.arange(batch, device=matched.device)[:, None] * num_gt
-    return matching_counts(torch.where(matched >= 0, matched + offsets, matched), batch * num_gt).view(batch, num_gt)
-
-
-__all__ = ["match", "match_batch", "match_concat", "matching_counts", "matching_counts_batch"]
+__all__ = ["match", "match_concat", "matching_counts"]

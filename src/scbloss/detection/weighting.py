@@ -1,24 +1,29 @@
-"""Per-object loss weights W(M) from the number of priors M an object matched (paper Eq. 3 and Table 1)."""
+"""Per-object loss weights W(M) from the number of priors M an object matched (paper Eq. 3 and Table 1).
+
+Written with tensor methods only, so the names of the forms import without torch (the workflow checks table
+files against them when it parses).
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-WeightFn = Callable[[torch.Tensor, float, float], torch.Tensor]
+WeightFn = Callable[["torch.Tensor", float, float], "torch.Tensor"]
 
 
 def _none(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
-    return torch.ones_like(m)
+    return m.new_ones(m.shape)
 
 
 def _inv_log1p(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
-    return 1.0 / (torch.log(m) + 1.0)
+    return 1.0 / (m.log() + 1.0)
 
 
 def _inv_sqrt(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
-    return torch.rsqrt(m)
+    return m.rsqrt()
 
 
 def _inv(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
@@ -26,7 +31,7 @@ def _inv(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
 
 
 def _scb(m: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
-    return beta * (torch.log(m) + alpha) / m
+    return beta * (m.log() + alpha) / m
 
 
 WEIGHTINGS: dict[str, WeightFn] = {
@@ -40,13 +45,15 @@ WEIGHTINGS: dict[str, WeightFn] = {
 
 def object_weights(counts: torch.Tensor, weighting: str, alpha: float = 1.0, beta: float = 3.0) -> torch.Tensor:
     """W for each object from its match count M (natural log). Objects with M = 0 hold no prior and get weight 0."""
+    import torch
+
     try:
         fn = WEIGHTINGS[weighting]
     except KeyError:
         raise ValueError(f"unknown weighting {weighting!r}; choose one of {sorted(WEIGHTINGS)}") from None
-    m = counts.to(torch.get_default_dtype() if not counts.is_floating_point() else counts.dtype)
+    m = counts if counts.is_floating_point() else counts.to(torch.get_default_dtype())
     weights = fn(m.clamp(min=1.0), alpha, beta)
-    return torch.where(m > 0, weights, torch.zeros_like(weights))
+    return weights.masked_fill(m <= 0, 0.0)
 
 
 __all__ = ["WEIGHTINGS", "object_weights"]

@@ -1,4 +1,4 @@
-"""Loading torchvision's ImageNet VGG16 weights into the SSD trunk, from a local file or a URL."""
+"""Loading torchvision's ImageNet VGG16 / ResNet-101 weights into a detector's trunk, from a local file or a URL."""
 
 from __future__ import annotations
 
@@ -7,12 +7,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-
-from .vgg import VGG16Trunk
-
-# torchvision's VGG16_Weights.IMAGENET1K_V1; the "-397923af" suffix is the sha256 prefix torch.hub checks.
-VGG16_IMAGENET_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
-
 
 def read_state_dict(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """A state dict from a local path or an http(s) URL (downloaded once into ``cache_dir``, hash-checked by name)."""
@@ -31,12 +25,13 @@ def read_state_dict(source: str | os.PathLike, cache_dir: str | os.PathLike | No
         raise ValueError(f"VGG16 weights: {path} is not a readable PyTorch state dict ({error})") from error
 
 
-def load_vgg16_imagenet(trunk: VGG16Trunk, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
-    """Copy conv1_1..conv5_3 and SSD's decimated fc6/fc7 from torchvision's vgg16 state dict into ``trunk``.
+def load_vgg16_imagenet(model: nn.Module, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+    """Copy conv1_1..conv5_3 and SSD's decimated fc6/fc7 from torchvision's vgg16 state dict into ``model.trunk``.
 
     fc6 (4096 x 512*7*7) and fc7 (4096 x 4096) become 1024-channel convolutions by keeping every 4th unit and,
     for fc6, every 3rd kernel tap, which with dilation 6 covers the same field as the 7x7 original (SSD, Sec. 3).
     """
+    trunk = model.trunk
     if trunk.batch_norm:
         raise ValueError(f"{source}: torchvision's VGG16 weights have no BatchNorm; build the model without batch_norm")
     conv_names = [name for name, module in trunk.features.named_children() if isinstance(module, nn.Conv2d)]
@@ -69,4 +64,17 @@ def load_vgg16_imagenet(trunk: VGG16Trunk, state: dict[str, torch.Tensor], sourc
     trunk.load_state_dict(own)
 
 
-__all__ = ["VGG16_IMAGENET_URL", "load_vgg16_imagenet", "read_state_dict"]
+def load_resnet101_imagenet(model: nn.Module, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+    """torchvision's resnet101 state dict into ``model.trunk`` (the classifier is dropped)."""
+    trunk = model.trunk
+    wanted = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = trunk.state_dict()
+    mismatched = [k for k, v in wanted.items() if k in own and own[k].shape != v.shape]
+    missing = sorted(set(own) - set(wanted))
+    if mismatched or missing:
+        raise ValueError(f"{source}: not a torchvision ResNet-101 state dict for this trunk "
+                         f"(shape mismatch: {mismatched[:2]}, missing: {missing[:2]}; ImageNet weights need width=1.0)")
+    trunk.load_state_dict(wanted)
+
+
+__all__ = ["load_resnet101_imagenet", "load_vgg16_imagenet", "read_state_dict"]

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from ..detection.box_coder import BoxCoder
+from ..detection.criterion import ARM_REJECT
 from ..detection.priors import PriorLayout
 from .base import SingleShotDetector, xavier_init
 from .heads import SSDHead
 from .vgg import L2Norm, VGG16Trunk, scaled
 
-ARM_REJECT = 0.01  # anchors whose ARM objectness is at most this are not ODM negatives, nor ODM detections
 
 
 class TransferConnection(nn.Module):
@@ -45,7 +45,7 @@ class RefineDet(SingleShotDetector):
         super().__init__(layout, num_classes)
         if len(layout.feature_maps) != 4:
             raise ValueError(f"RefineDet: expected 4 anchor levels, got {len(layout.feature_maps)}")
-        self.trunk = VGG16Trunk(width, batch_norm, refinedet=True)
+        self.trunk = VGG16Trunk(width, batch_norm, pool5_stride=2, fc6_dilation=3)
         self.norm4_3 = L2Norm(self.trunk.conv4_3_channels, scale=10.0)
         self.norm5_3 = L2Norm(self.trunk.conv4_3_channels, scale=8.0)
         self.conv6 = nn.Sequential(
@@ -90,4 +90,4 @@ class RefineDet(SingleShotDetector):
         return odm_loc, odm_conf, self.refined_priors(arm_loc)
 
 
-__all__ = ["ARM_REJECT", "RefineDet"]
+__all__ = ["RefineDet", "TransferConnection"]

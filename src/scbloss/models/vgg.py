@@ -33,11 +33,12 @@ class VGG16Trunk(nn.Module):
     """conv1_1 .. fc7. ``forward`` returns (conv4_3, fc7) feature maps.
 
     ``features`` keeps torchvision's vgg16 indices (features.0 ... features.28) so ImageNet weights load by name.
+    ``pool5_stride`` and ``fc6_dilation`` are SSD's (1, 6) or RefineDet's (2, 3).
     ``batch_norm`` adds BatchNorm after each trunk convolution (as torchvision's vgg16_bn): SSD trained from scratch,
     as the CPU toy runs are, does not converge without it (ScratchDet, Zhu et al. 2019); the paper's runs leave it off.
     """
 
-    def __init__(self, width: float = 1.0, batch_norm: bool = False, refinedet: bool = False) -> None:
+    def __init__(self, width: float = 1.0, batch_norm: bool = False, pool5_stride: int = 1, fc6_dilation: int = 6) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels, convs = 3, 0
@@ -58,9 +59,11 @@ class VGG16Trunk(nn.Module):
         self.batch_norm = batch_norm
         self.features = nn.Sequential(*layers)
         fc_channels = scaled(1024, width)
-        # SSD keeps pool5 at stride 1 with fc6 dilated by 6; RefineDet halves the map there and dilates by 3.
-        pool5 = nn.MaxPool2d(kernel_size=2, stride=2) if refinedet else nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
-        dilation = 3 if refinedet else 6
+        # SSD keeps pool5 at stride 1 (3x3) with fc6 dilated by 6; RefineDet halves the map there (2x2) and dilates by 3.
+        if pool5_stride not in (1, 2):
+            raise ValueError(f"VGG16Trunk: pool5_stride must be 1 or 2, got {pool5_stride}")
+        pool5 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1) if pool5_stride == 1 else nn.MaxPool2d(2, stride=2)
+        dilation = fc6_dilation
         self.fc = nn.Sequential(
             pool5,
             nn.Conv2d(in_channels, fc_channels, kernel_size=3, padding=dilation, dilation=dilation),  # fc6, atrous

@@ -1,0 +1,125 @@
+"""The detector registry: every detector declares itself once, by name, in a module of its own.
+
+A declaration is plain data plus references ("module:attribute") to the code that builds the network, its loss
+and its backbone weights, so the workflow can list detectors, prior layouts and throughputs without importing
+torch. Nothing else in the project dispatches on a detector's name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..detection.layout import PriorLayout
+
+# os.pathsep-separated detector modules (dotted names or .py files) to load besides the built-in ones; the
+# workflow sets it from the config's `detector_modules`, so every job it starts sees the same detectors.
+MODULES_ENV = "SCBLOSS_DETECTOR_MODULES"
+
+Reference = str | Callable[..., Any]  # "package.module:attribute", or the object itself
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """A measured training rate: images per second, and how it was measured (device, precision, batch, date)."""
+
+    images_per_s: float
+    measured: str
+
+
+@dataclass(frozen=True, eq=False)
+class DetectorSpec:
+    """What the project needs to know about one detector.
+
+    ``network(layout, num_classes, width, batch_norm)`` builds the nn.Module; ``criterion(weighting=, alpha=,
+    beta=, apply_to=[, variant=])`` its training loss; ``backbone_loader(model, state_dict, source)`` copies
+    ImageNet weights into it. ``layouts`` maps a dataset family ('voc', 'coco') to the prior layout of that
+    family's recipe; ``throughput`` maps a device key (see ``config: throughput_on``) to a measured rate.
+    """
+
+    name: str
+    network: Reference
+    layouts: Mapping[str, PriorLayout]
+    criterion: Reference = "scbloss.detection.criterion:SingleShotCriterion"
+    backbone_loader: Reference | None = None
+    variants: tuple[str, ...] = ()
+    throughput: Mapping[str, Throughput] = field(default_factory=dict)
+    summary: str = ""
+
+    def layout(self, family: str) -> PriorLayout:
+        try:
+            return self.layouts[family]
+        except KeyError:
+            raise ValueError(f"{self.name}: no prior layout for dataset family {family!r}; it has "
+                             f"{', '.join(self.layouts)}") from None
+
+    def check_variant(self, variant: str) -> None:
+        if variant and variant not in self.variants:
+            offered = f"its variants are {', '.join(self.variants)}" if self.variants else "it has no variants"
+            raise ValueError(f"{self.name}: no variant {variant!r} ({offered})")
+
+
+def resolve(reference: Reference) -> Any:
+    """The object a "module:attribute" reference names (objects pass through)."""
+    if not isinstance(reference, str):
+        return reference
+    module, _, attribute = reference.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+_REGISTRY: dict[str, DetectorSpec] = {}
+_LOADED: set[str] = set()
+
+
+def register(spec: DetectorSpec) -> DetectorSpec:
+    """Add a detector; a second declaration of the same name is an error (a module loaded twice is not)."""
+    known = _REGISTRY.get(spec.name)
+    if known is not None and known is not spec and known.network != spec.network:
+        raise ValueError(f"detector {spec.name!r} is declared twice ({known.network} and {spec.network})")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def load_module(reference: str) -> None:
+    """Import a detector module by dotted name or by the path of its .py file (once)."""
+    if reference in _LOADED:
+        return
+    if reference.endswith(".py"):
+        path = Path(reference).resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"detector module {reference}: no such file")
+        name = f"scbloss_detector_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    else:
+        importlib.import_module(reference)
+    _LOADED.add(reference)
+
+
+def _load_configured() -> None:
+    for reference in filter(None, os.environ.get(MODULES_ENV, "").split(os.pathsep)):
+        load_module(reference)
+
+
+def get(name: str) -> DetectorSpec:
+    _load_configured()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(_REGISTRY)}") from None
+
+
+def names() -> tuple[str, ...]:
+    """Every registered detector, in the order they were declared."""
+    _load_configured()
+    return tuple(_REGISTRY)
+
+
+__all__ = ["DetectorSpec", "MODULES_ENV", "Throughput", "get", "load_module", "names", "register", "resolve"]
