@@ -10,7 +10,9 @@ import yaml
 
 from scbloss.data.toy import ToyConfig, generate_toy
 from scbloss.engine.config import ConfigError, config_from_dict, load_config
-from scbloss.engine.train import CHECKPOINT, FINAL, METRICS, RUNNING_METRICS, TrainingDiverged, lr_factor, train
+from scbloss.engine.checkpoint import CHECKPOINT, FINAL, load_trained
+from scbloss.engine.hooks import loss_terms
+from scbloss.engine.train import METRICS, RUNNING_METRICS, TrainingDiverged, lr_factor, train
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +138,14 @@ def test_two_processes_with_torchrun(toy, tmp_path):
     rows = (tmp_path / "ddp" / METRICS).read_text().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3]
     assert torch.load(tmp_path / "ddp" / FINAL, weights_only=False)["meta"]["iterations"] == 3
+
+
+def test_every_loss_term_of_a_criterion_is_logged(toy, tmp_path):
+    """RefineDet's criterion returns ARM and ODM terms: the log, the curves' input, has a column for each."""
+    final = train(config_from_dict(_config(toy, model="refinedet320", max_iter=2, variant="arm_odm")), tmp_path / "run")
+    header = (tmp_path / "run" / METRICS).read_text().splitlines()[0].split(",")
+    assert header == ["iteration", "lr", "loss_arm_cls", "loss_arm_loc", "loss_odm_cls", "loss_odm_loc", "num_pos",
+                      "images_per_s"]
+    model, meta = load_trained(final)
+    assert meta["model"] == "refinedet320" and not model.training
+    assert loss_terms({"loss_b": 1, "num_pos": 2, "loss_a": 3}) == ["loss_a", "loss_b"]

@@ -10,7 +10,7 @@ from .atomic import save_figure
 
 
 def plot_curves(metrics_csv: Path, png: Path, title: str) -> None:
-    """Classification and localization loss, and the learning rate, against the iteration."""
+    """Every loss term the run logged (``loss_*`` columns), and the learning rate, against the iteration."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,8 +20,8 @@ def plot_curves(metrics_csv: Path, png: Path, title: str) -> None:
     if frame.empty:
         raise ValueError(f"{metrics_csv}: no rows")
     figure, (losses, lr) = plt.subplots(1, 2, figsize=(10, 3.4))
-    losses.plot(frame["iteration"], frame["loss_cls"], label="loss_cls")
-    losses.plot(frame["iteration"], frame["loss_loc"], label="loss_loc")
+    for column in (c for c in frame.columns if c.startswith("loss_")):
+        losses.plot(frame["iteration"], frame[column], label=column)
     losses.set_xlabel("iteration")
     losses.legend()
     lr.plot(frame["iteration"], frame["lr"], color="#aa3377")

@@ -1,4 +1,4 @@
-"""Atomic checkpoint files with everything needed to resume a run bit for bit."""
+"""Checkpoint files: atomic writes, everything needed to resume a run bit for bit, and the trained model file."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
+
+CHECKPOINT = "checkpoint.pt"  # resumable state, rewritten as training goes; not a pipeline output
+FINAL = "model_final.pt"  # weights + metadata, written once at the end
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -39,4 +42,19 @@ def load_checkpoint(path: Path) -> dict:
         raise RuntimeError(f"{path}: unreadable checkpoint ({error}); delete it to start over") from error
 
 
-__all__ = ["atomic_save", "load_checkpoint", "restore_rng_states", "rng_states"]
+def load_trained(path: Path, device: torch.device | str = "cpu"):
+    """The model and metadata stored by ``scbloss train`` in ``model_final.pt``, in eval mode on ``device``."""
+    from ..models import build_model
+
+    state = load_checkpoint(Path(path))
+    if "meta" not in state:
+        raise RuntimeError(f"{path}: not a final model file written by 'scbloss train'")
+    meta = state["meta"]
+    model = build_model(meta["model"], meta["num_classes"], meta["width"], meta["priors"],
+                        batch_norm=meta.get("batch_norm", False))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), meta
+
+
+__all__ = ["CHECKPOINT", "FINAL", "atomic_save", "load_checkpoint", "load_trained", "restore_rng_states",
+           "rng_states"]

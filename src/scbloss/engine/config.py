@@ -49,16 +49,19 @@ class TrainConfig:
     pretrained_backbone: str | None = None
 
     def check(self, source: str) -> "TrainConfig":
+        from .. import detectors
         from ..detection.weighting import WEIGHTINGS
-        from ..models import MODELS
 
         problems = []
-        if self.model not in MODELS:
-            problems.append(f"model: {self.model!r} is not one of {', '.join(MODELS)}")
+        if self.model not in detectors.names():
+            problems.append(f"model: {self.model!r} is not one of {', '.join(detectors.names())}")
+        else:
+            try:
+                detectors.get(self.model).check_variant(self.variant)
+            except ValueError as error:
+                problems.append(f"variant: {error}")
         if self.weighting not in WEIGHTINGS:
             problems.append(f"weighting: {self.weighting!r} is not one of {', '.join(sorted(WEIGHTINGS))}")
-        if self.variant not in ("", "arm", "arm_odm") or (self.variant and self.model != "refinedet320"):
-            problems.append(f"variant: {self.variant!r} (only refinedet320 has variants: arm, arm_odm)")
         if self.apply_to not in ("cls", "cls+loc"):
             problems.append(f"apply_to: {self.apply_to!r} is not 'cls' or 'cls+loc'")
         for name in ("batch_size", "max_iter", "checkpoint_every", "log_every"):

@@ -12,10 +12,10 @@ import torch
 
 from ..atomic import atomic_path
 from ..data import load_dataset
+from .checkpoint import load_trained
 from .coco_eval import coco_stats
 from .predict import predict, write_json
 from .recall import size_recall
-from .train import load_trained
 from .voc_eval import voc_ap_per_class
 
 log = logging.getLogger(__name__)

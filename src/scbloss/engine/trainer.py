@@ -1,0 +1,98 @@
+"""The training loop: one ``run_step`` per iteration, everything around it in hooks (detectron2's TrainerBase)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from ..detection.criterion import total_loss
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class HookBase:
+    """Called by :class:`Trainer` around the loop; ``self.trainer`` is set when the hook is registered."""
+
+    trainer: "Trainer"
+
+    def before_train(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+
+class Trainer:
+    """SGD over an iteration-based loader: forward, the criterion's ``loss_*`` terms, backward, optimizer step.
+
+    ``model`` is the module whose parameters are stepped (and which the criterion asks for its priors);
+    ``forward`` is what runs the images (the model itself, or its DistributedDataParallel wrapper). After each
+    step, ``iter`` is the number of iterations done and ``losses`` holds the step's terms (detached tensors).
+    """
+
+    def __init__(
+        self, model: nn.Module, criterion, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
+        loader: Iterable, device: torch.device, start_iter: int, max_iter: int, forward: nn.Module | None = None,
+        autocast: bool = False, clip_grad_norm: float | None = None,
+    ) -> None:
+        self.model, self.criterion, self.optimizer, self.scheduler, self.scaler = model, criterion, optimizer, scheduler, scaler
+        self.loader, self.device = loader, device
+        self.forward = forward or model
+        self.autocast, self.clip_grad_norm = autocast, clip_grad_norm
+        self.start_iter, self.iter, self.max_iter = start_iter, start_iter, max_iter
+        self.losses: dict[str, torch.Tensor] = {}
+        self.batch_images = 0
+        self._hooks: list[HookBase] = []
+
+    def register_hooks(self, hooks: Sequence[HookBase]) -> None:
+        for hook in hooks:
+            hook.trainer = self
+            self._hooks.append(hook)
+
+    def train(self) -> None:
+        """Run the remaining iterations; hooks see every step, and ``after_train`` runs even when a step fails."""
+        self.model.train()
+        self._data = iter(self.loader)
+        try:
+            for hook in self._hooks:
+                hook.before_train()
+            while self.iter < self.max_iter:
+                self.run_step()
+                self.iter += 1
+                for hook in self._hooks:
+                    hook.after_step()
+        finally:
+            for hook in self._hooks:
+                hook.after_train()
+
+    def run_step(self) -> None:
+        images, targets = next(self._data)
+        images = images.to(self.device, non_blocking=True)
+        targets = [{"boxes": t["boxes"].to(self.device), "labels": t["labels"].to(self.device)} for t in targets]
+        with torch.autocast(self.device.type, enabled=self.autocast):
+            outputs = self.forward(images)
+        losses = self.criterion(outputs, self.model, targets)
+        loss = total_loss(losses)
+        if not torch.isfinite(loss):
+            terms = ", ".join(f"{k}={v.item()}" for k, v in losses.items() if k.startswith("loss_"))
+            raise TrainingDiverged(f"non-finite loss at iteration {self.iter + 1} ({terms})")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.losses = {key: value.detach() for key, value in losses.items()}  # hooks read them when they log
+        self.batch_images = len(images)
+
+
+__all__ = ["HookBase", "Trainer", "TrainingDiverged"]
