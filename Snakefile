@@ -16,7 +16,7 @@ if not workflow.overwrite_configfiles:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
-container: config.get("container")
+container: config["container"]
 
 
 report: "workflow/report/workflow.rst"

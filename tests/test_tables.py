@@ -3,14 +3,16 @@ import json
 import pandas as pd
 import pytest
 
-from scbloss.experiments import Run, load_table_spec, runs_for_tables, train_config
-from scbloss.tables import metrics_path, render, summary
+from pathlib import Path
+
+from scbloss.experiments import Run, load_table_spec, metrics_path, runs_for_tables, train_config
+from scbloss.tables import render, summary
 
 REPO_TABLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "paper_tables"
 
 
 def _write_metrics(runs_dir, run, split, metrics):
-    path = metrics_path(runs_dir, run, split)
+    path = Path(metrics_path(runs_dir, run.id, split))
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(metrics))
 

@@ -1,4 +1,4 @@
-"""The `scbloss` command: data, train, evaluate, match-stats, tables, curves, plan."""
+"""The `scbloss` command: data, train, evaluate, match-stats, tables, curves."""
 
 from __future__ import annotations
 
@@ -68,11 +68,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _match_stats(args: argparse.Namespace) -> int:
     from .atomic import write_text
     from .data import load_dataset
-    from .detection import ssd_layout
+    from . import detectors
     from .engine.matchstats import matching_statistics, plot_histograms
 
     data = load_dataset(args.dataset, Path(args.root), args.split)
-    stats = matching_statistics(data, ssd_layout(args.model, args.priors), augment=args.augment, seed=args.seed,
+    stats = matching_statistics(data, detectors.get(args.model).layout(args.priors), augment=args.augment, seed=args.seed,
                                 progress=True)
     print(f"{len(stats)} objects in {len(data.records)} images")
     csv, png = Path(args.csv), Path(args.png)
@@ -109,18 +109,6 @@ def _curves(args: argparse.Namespace) -> int:
     from .curves import plot_curves
 
     plot_curves(Path(args.metrics), Path(args.out), args.title or Path(args.metrics).parent.name)
-    return 0
-
-
-def _plan(args: argparse.Namespace) -> int:
-    import yaml
-
-    from .experiments import plan
-
-    config = {}
-    for path in args.configfile:
-        config.update(yaml.safe_load(Path(path).read_text()))
-    print(plan(config))
     return 0
 
 
@@ -204,9 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     curves.add_argument("--title")
     curves.set_defaults(handler=_curves)
 
-    planner = commands.add_parser("plan", help="jobs and estimated GPU-hours of a pipeline config")
-    planner.add_argument("--configfile", nargs="+", default=["config/config.yaml"])
-    planner.set_defaults(handler=_plan)
     return parser
 
 

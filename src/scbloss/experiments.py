@@ -2,8 +2,7 @@
 
 Every table file in ``paper_tables/`` names, row by row, the run behind it (dataset family x model x weighting
 [x variant]); the matrix is the union over the requested tables, times the configured number of seeds, so a run
-that several tables use is trained once. Runs whose model is not built yet are left out and their rows render as
-"not run".
+that several tables use is trained once. Nothing here imports torch: the workflow parses with this module.
 """
 
 from __future__ import annotations
@@ -14,9 +13,14 @@ from pathlib import Path
 
 import yaml
 
-from .models import MODELS
+from . import detectors
+from .detection.weighting import WEIGHTINGS
 
 TRAIN_SPLIT = {"voc": "trainval", "coco": "train"}
+
+
+class TableSpecError(ValueError):
+    """A table file that does not describe a table; the message names the file and the row."""
 
 
 @dataclass(frozen=True, order=True)
@@ -38,16 +42,62 @@ class Run:
         return Run(self.dataset, self.model, self.weighting, self.variant, 0)
 
 
-def load_table_spec(path: Path) -> dict:
+def metrics_path(runs_dir: str | Path, run_id: str, split: str) -> str:
+    """Where a run's evaluation on a split lives, under results/runs or an imported metrics_dir (same layout)."""
+    return f"{runs_dir}/{run_id}/eval/{split}/metrics.json"
+
+
+def load_table_spec(path: Path, schema: Path | None = None) -> dict:
+    """A table file, checked against ``schema`` (workflow/schemas/table.schema.yaml) and the registered names."""
     path = Path(path)
     try:
         spec = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"{path}: unreadable table file ({error})") from error
-    for key in ("id", "kind", "dataset", "split", "columns", "rows"):
-        if key not in spec:
-            raise ValueError(f"{path}: missing key {key!r}")
+        raise TableSpecError(f"{path}: unreadable table file ({error})") from error
+    if schema is not None:
+        _validate_table(spec, path, yaml.safe_load(Path(schema).read_text()))
     return spec
+
+
+def _validate_table(spec, path: Path, schema: dict) -> None:
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(spec), key=lambda e: list(e.absolute_path))
+    problems = [f"{_where(spec, list(e.absolute_path))}: {e.message}" for e in errors]
+    if not problems:
+        labels = {row["label"] for row in spec["rows"]}
+        keys = {column["key"] for column in spec["columns"]}
+        for index, row in enumerate(spec["rows"]):
+            run, where = row["run"], _where(spec, ["rows", index])
+            if run["model"] not in detectors.names():
+                problems.append(f"{where}: run.model {run['model']!r} is not a registered detector "
+                                f"({', '.join(detectors.names())})")
+            elif run.get("variant"):
+                try:
+                    detectors.get(run["model"]).check_variant(run["variant"])
+                except ValueError as error:
+                    problems.append(f"{where}: run.variant: {error}")
+            if run["weighting"] not in WEIGHTINGS:
+                problems.append(f"{where}: run.weighting {run['weighting']!r} is not one of {', '.join(WEIGHTINGS)}")
+            if spec["kind"] == "recall" and "threshold" not in row:
+                problems.append(f"{where}: a recall table's row needs a threshold")
+            if row.get("baseline") and row["baseline"] not in labels:
+                problems.append(f"{where}: baseline {row['baseline']!r} is not the label of a row")
+            unknown = sorted(set(row.get("paper", {})) - keys)
+            if unknown:
+                problems.append(f"{where}: paper values for unknown column(s) {', '.join(unknown)}")
+    if problems:
+        raise TableSpecError(f"{path}: " + "; ".join(problems))
+
+
+def _where(spec, location: list) -> str:
+    """'rows[3] ("SSD300 w/ scb loss")' for a location inside a table file."""
+    if len(location) >= 2 and location[0] == "rows" and isinstance(location[1], int):
+        row = spec["rows"][location[1]]
+        label = f' ("{row["label"]}")' if isinstance(row, dict) and "label" in row else ""
+        rest = "".join(f".{part}" for part in location[2:])
+        return f"rows[{location[1]}]{label}{rest}"
+    return ".".join(str(part) for part in location) or "top level"
 
 
 def row_run(spec: dict, row: dict, seed: int = 0) -> Run:
@@ -55,15 +105,19 @@ def row_run(spec: dict, row: dict, seed: int = 0) -> Run:
     return Run(spec["dataset"], run["model"], run["weighting"], run.get("variant", ""), seed)
 
 
-def table_specs(config: dict) -> list[dict]:
-    folder = Path(config.get("tables_dir", "paper_tables"))
-    return [load_table_spec(folder / f"{table}.yaml") for table in config["tables"]]
+def table_specs(config: dict, schema: Path | None = None) -> list[dict]:
+    folder = Path(config["tables_dir"])
+    specs = [load_table_spec(folder / f"{table}.yaml", schema) for table in config["tables"]]
+    for spec in specs:
+        if spec["dataset"] not in config["data"]:
+            raise TableSpecError(f"{folder / spec['id']}.yaml: dataset {spec['dataset']!r} is not one of the config's "
+                                 f"data entries ({', '.join(config['data'])})")
+    return specs
 
 
-def runs_for_tables(specs: list[dict], seeds: int, available=MODELS) -> list[Run]:
-    """Distinct runs the tables need (each seed a run), models that exist only, in a stable order."""
-    runs = {row_run(spec, row, seed) for spec in specs for row in spec["rows"] for seed in range(seeds)}
-    return sorted(run for run in runs if run.model in available)
+def runs_for_tables(specs: list[dict], seeds: int) -> list[Run]:
+    """Distinct runs the tables need (each seed a run), in a stable order."""
+    return sorted({row_run(spec, row, seed) for spec in specs for row in spec["rows"] for seed in range(seeds)})
 
 
 def eval_splits(specs: list[dict], run: Run) -> list[str]:
@@ -81,8 +135,7 @@ def figure_entries(config: dict, runs) -> list[dict]:
         entries += [{"dataset": d, "model": m, "split": TRAIN_SPLIT[d], "augment": False} for d, m in pairs]
     distinct = {}
     for entry in entries:
-        if entry["model"] in MODELS:
-            distinct.setdefault((entry["dataset"], entry["model"], entry["split"], entry["augment"]), entry)
+        distinct.setdefault((entry["dataset"], entry["model"], entry["split"], entry["augment"]), entry)
     return list(distinct.values())
 
 
@@ -120,60 +173,43 @@ def train_config(config: dict, run: Run) -> dict:
     return values
 
 
+def training_rate(config: dict, model: str) -> float | None:
+    """Training images/s per GPU of a detector: the config's own `throughput` if it names the model, else the rate
+    the detector's module declares as measured on the device `throughput_on` names."""
+    if model in config["throughput"]:
+        return config["throughput"][model]
+    measured = detectors.get(model).throughput.get(config["throughput_on"])
+    return measured.images_per_s if measured else None
+
+
 def gpu_hours(config: dict, run: Run) -> float:
-    """Estimated GPU-hours of training: images seen / configured training images per second per GPU."""
+    """Estimated GPU-hours of training: images seen / training images per second per GPU."""
     values = train_config(config, run)
-    throughput = config.get("throughput", {}).get(run.model)
-    return values["max_iter"] * values["batch_size"] / throughput / 3600 if throughput else float("nan")
+    rate = training_rate(config, run.model)
+    return values["max_iter"] * values["batch_size"] / rate / 3600 if rate else float("nan")
 
 
 def plan(config: dict) -> str:
-    """What the config will run: per table, its runs (new and shared), jobs and estimated GPU-hours."""
+    """What the config will run: per table, its runs (new and shared) and their estimated GPU-hours."""
     specs = table_specs(config)
-    seeds = int(config.get("seeds", 1))
+    seeds = int(config["seeds"])
     lines, seen = [], set()
     total_hours = 0.0
     for spec in specs:
         runs = runs_for_tables([spec], seeds)
-        missing = sorted({row_run(spec, r).model for r in spec["rows"]} - set(MODELS))
         new = [r for r in runs if r not in seen]
         seen.update(runs)
         hours = sum(gpu_hours(config, r) for r in new)
         total_hours += hours
-        note = f"; not built yet: {', '.join(missing)}" if missing else ""
-        lines.append(f"{spec['id']}: {len(runs)} runs ({len(new)} new), {hours:.1f} GPU-h for the new ones{note}")
-    counts = job_counts(config)
-    lines.append(f"total: {counts['train']} training jobs, {counts['evaluate'] + counts['evaluate_test_dev']} "
-                 f"evaluation jobs, {total_hours:.1f} GPU-h of training")
-    lines.append(f"jobs: {sum(counts.values())} in all (" + ", ".join(f"{rule} {n}" for rule, n in counts.items() if n)
-                 + ")")
+        lines.append(f"{spec['id']}: {len(runs)} runs ({len(new)} new), {hours:.1f} GPU-h for the new ones")
+    rates = {model: training_rate(config, model) for model in sorted({run.model for run in seen})}
+    lines.append(f"total: {len(seen)} training runs, {total_hours:.1f} GPU-h of training")
+    lines.append(f"rates (images/s per GPU, measured on {config['throughput_on']!r} unless the config's throughput "
+                 "sets them): " + ", ".join(f"{m} {r if r else 'unknown'}" for m, r in rates.items()))
+    lines.append("jobs per rule: see `snakemake -n` (its Job stats)")
     return "\n".join(lines)
 
 
-def job_counts(config: dict) -> dict[str, int]:
-    """Jobs per rule that `snakemake` (target `all`) runs from scratch for this config, derived as the rules are."""
-    specs = table_specs(config)
-    runs = runs_for_tables(specs, int(config.get("seeds", 1)))
-    imported = bool(config.get("metrics_dir"))  # tables render from metrics computed elsewhere: nothing else runs
-    trained = [] if imported else runs
-    figures = [] if imported else figure_entries(config, runs)
-    families = {run.dataset for run in trained} | {entry["dataset"] for entry in figures}
-    toy = {family for family in families if config["data"][family]["source"] == "toy"}
-    test_dev = config["evaluate"].get("test_dev") and not imported
-    return {
-        "toy_data": 1 if toy else 0,  # one job writes both toy layouts
-        "real_data": len(families - toy),
-        "run_config": len(trained),
-        "train": len(trained),
-        "curves": len(trained),
-        "evaluate": sum(len(eval_splits(specs, run)) for run in trained),
-        "evaluate_test_dev": sum(run.dataset == "coco" for run in trained) if test_dev else 0,
-        "match_stats": len(figures),
-        "table": len(specs),
-        "summary": 1,
-        "all": 1,
-    }
-
-
-__all__ = ["Run", "dataset_location", "eval_splits", "figure_entries", "gpu_hours", "job_counts", "load_table_spec",
-           "plan", "row_run", "runs_for_tables", "table_specs", "train_config"]
+__all__ = ["Run", "TableSpecError", "dataset_location", "eval_splits", "figure_entries", "gpu_hours",
+           "load_table_spec", "metrics_path", "plan", "row_run", "runs_for_tables", "table_specs", "train_config",
+           "training_rate"]

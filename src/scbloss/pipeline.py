@@ -19,4 +19,16 @@ def expose_workflow_package(src_dir: str) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
-__all__ = ["expose_interpreter_scripts", "expose_workflow_package"]
+def expose_detector_modules(modules: list[str]) -> None:
+    """Name the config's extra detector modules in the environment every job inherits (see scbloss.detectors), as
+    absolute paths where they are files, so a job started in another folder finds them too."""
+    from .detectors import MODULES_ENV
+
+    resolved = [os.path.abspath(m) if m.endswith(".py") else m for m in modules]
+    if resolved:
+        os.environ[MODULES_ENV] = os.pathsep.join(resolved)
+    else:
+        os.environ.pop(MODULES_ENV, None)
+
+
+__all__ = ["expose_detector_modules", "expose_interpreter_scripts", "expose_workflow_package"]

@@ -11,7 +11,7 @@ import jinja2
 import pandas as pd
 
 from .atomic import write_text
-from .experiments import Run, row_run
+from .experiments import metrics_path, row_run
 
 NOT_RUN = "not run"
 
@@ -23,11 +23,6 @@ def _read_metrics(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not a metrics JSON file ({error})") from error
-
-
-def metrics_path(runs_dir: Path, run: Run, split: str) -> Path:
-    """Where a run's evaluation on a split lives, under results/runs or an imported metrics_dir (same layout)."""
-    return Path(runs_dir) / run.id / "eval" / split / "metrics.json"
 
 
 def _value(metrics: dict, spec: dict, row: dict, key: str) -> tuple[float, str]:
@@ -46,7 +41,8 @@ def table_cells(spec: dict, runs_dir: Path, seeds: int) -> list[dict]:
     cells = []
     means: dict[tuple[str, str], float] = {}
     for row in spec["rows"]:
-        found = [_read_metrics(metrics_path(runs_dir, row_run(spec, row, seed), spec["split"])) for seed in range(seeds)]
+        found = [_read_metrics(Path(metrics_path(runs_dir, row_run(spec, row, seed).id, spec["split"])))
+                 for seed in range(seeds)]
         found = [m for m in found if m is not None]
         for column in spec["columns"]:
             key = column["key"]
@@ -153,4 +149,4 @@ def summary(csv_files: list[Path], toy: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["NOT_RUN", "metrics_path", "render", "render_table", "summary", "table_cells"]
+__all__ = ["NOT_RUN", "render", "render_table", "summary", "table_cells"]

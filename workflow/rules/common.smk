@@ -1,31 +1,36 @@
-# The experiment matrix and path helpers shared by every rule file.
+# The experiment matrix and the path helpers of every rules file. It imports no torch, so a dry-run of the
+# paper's whole DAG parses in about two seconds.
+
+
 import os
 import re
 
 
 from scbloss import experiments, pipeline
 
+# Rules run `python -m scbloss`: the Python of their environment (the driver's venv, the --sdm conda env, the
+# container) importing this checkout's src/, so the conda env needs only the pinned dependencies. Extra detector
+# modules reach every job through the environment, as the package path does.
+pipeline.expose_interpreter_scripts()
+pipeline.expose_workflow_package(os.path.join(workflow.basedir, "src"))
+pipeline.expose_detector_modules(config["detector_modules"])
+
 RESULTS = config["results"]
-SPECS = experiments.table_specs(config)
-SEEDS = int(config["seeds"])
+SPECS = experiments.table_specs(config, os.path.join(workflow.basedir, "workflow", "schemas", "table.schema.yaml"))
+SEEDS = config["seeds"]
 RUNS = {run.id: run for run in experiments.runs_for_tables(SPECS, SEEDS)}
-IMPORTED = config.get("metrics_dir")  # metrics computed elsewhere: tables render from them, nothing trains
+IMPORTED = config["metrics_dir"]  # metrics computed elsewhere: tables render from them, nothing trains
 RUNS_DIR = IMPORTED or f"{RESULTS}/runs"
 # The matching statistics read the datasets themselves, so tables rendered from imported metrics go without them.
 FIGURES = [] if IMPORTED else experiments.figure_entries(config, RUNS.values())
 TOY = all(config["data"][family]["source"] == "toy" for family in ("voc", "coco"))
 ENV = "../../envs/scbloss.yaml"
 
-# Rules run `python -m scbloss`: the Python of their environment (the driver's venv, the --sdm conda env, the
-# container) importing this checkout's src/, so the conda env needs only the pinned dependencies.
-pipeline.expose_interpreter_scripts()
-pipeline.expose_workflow_package(os.path.join(workflow.basedir, "src"))
-
 
 wildcard_constraints:
     run="|".join(re.escape(r) for r in RUNS) or "no-runs",
     split="test|val",
-    table="table[1-9]",
+    table="|".join(re.escape(spec["id"]) for spec in SPECS),
 
 
 def dataset_marker(family):
@@ -36,22 +41,17 @@ def dataset_marker(family):
     return f"{RESULTS}/data/{family}.ready"
 
 
-def metrics_file(run_id, split):
-    return f"{RUNS_DIR}/{run_id}/eval/{split}/metrics.json"
-
-
 def table_metrics(spec):
-    """The metrics files one table reads: each of its runs whose model exists, on the table's split. Imported
-    metrics are taken as they are: a run missing from metrics_dir renders as "not run" instead of failing."""
-    files = []
-    for row in spec["rows"]:
-        for seed in range(SEEDS):
-            run = experiments.row_run(spec, row, seed)
-            if run.id in RUNS:
-                files.append(metrics_file(run.id, spec["split"]))
+    """The metrics files one table reads: each of its runs on the table's split. Imported metrics are taken as
+    they are: a run missing from metrics_dir renders as "not run" instead of failing."""
+    files = {
+        experiments.metrics_path(RUNS_DIR, experiments.row_run(spec, row, seed).id, spec["split"])
+        for row in spec["rows"]
+        for seed in range(SEEDS)
+    }
     if IMPORTED:
-        files = [path for path in files if os.path.exists(path)]
-    return sorted(set(files))
+        files = {path for path in files if os.path.exists(path)}
+    return sorted(files)
 
 
 def match_stats_name(entry):
@@ -68,15 +68,23 @@ def curve_outputs():
 
 
 def test_dev_outputs():
-    if IMPORTED or not config["evaluate"].get("test_dev"):
+    if IMPORTED or not config["evaluate"]["test_dev"]:
         return []
-    return [f"{RESULTS}/runs/{r}/eval/test-dev/detections_test-dev2017_{r}_results.zip"
-            for r, run in RUNS.items() if run.dataset == "coco"]
+    return [
+        f"{RESULTS}/runs/{r}/eval/test-dev/detections_test-dev2017_{r}_results.zip"
+        for r, run in RUNS.items()
+        if run.dataset == "coco"
+    ]
 
 
 def all_outputs():
     tables = [f"{RESULTS}/tables/{spec['id']}.{suffix}" for spec in SPECS for suffix in ("md", "tex", "csv")]
     return tables + [f"{RESULTS}/tables/summary.md"] + figure_outputs() + curve_outputs() + test_dev_outputs()
+
+
+def resources_of(rule):
+    """A rule's `resources:` from the config (filled with the schema's defaults); unset values are left out."""
+    return {name: value for name, value in config["resources"][rule].items() if value is not None}
 
 
 def dataset_args(family):
@@ -87,5 +95,7 @@ def dataset_args(family):
 def match_stats_args(name):
     entry = next(e for e in FIGURES if match_stats_name(e) == name)
     augment = " --augment" if entry.get("augment") else ""
-    return (f"{dataset_args(entry['dataset'])} --split {entry['split']} --model {entry['model']} "
-            f"--priors {entry['dataset']}{augment}")
+    return (
+        f"{dataset_args(entry['dataset'])} --split {entry['split']} --model {entry['model']} "
+        f"--priors {entry['dataset']}{augment}"
+    )

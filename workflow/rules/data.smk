@@ -7,7 +7,7 @@ rule toy_data:
         else f"{RESULTS}/data/toy/toy.json",
     params:
         root=lambda wildcards, output: os.path.dirname(output[0]),
-        toy=config.get("toy", {}),
+        toy=config["toy"],
     log:
         f"{RESULTS}/logs/data/toy.log",
     conda:

@@ -7,22 +7,19 @@ rule evaluate:
         model=f"{RESULTS}/runs/{{run}}/model_final.pt",
         data=lambda w: dataset_marker(RUNS[w.run].dataset),
     output:
-        f"{RESULTS}/runs/{{run}}/eval/{{split}}/metrics.json",
+        experiments.metrics_path(f"{RESULTS}/runs", "{run}", "{split}"),
     params:
         dataset=lambda w: dataset_args(RUNS[w.run].dataset),
         out=lambda w, output: os.path.dirname(output[0]),
         thresholds=",".join(str(t) for t in config["evaluate"]["thresholds"]),
-        backend=config["evaluate"].get("coco_backend", "pycocotools"),
-        batch=config["evaluate"].get("batch_size", 16),
-        workers=config["evaluate"].get("workers", 2),
+        backend=config["evaluate"]["coco_backend"],
+        batch=config["evaluate"]["batch_size"],
+        workers=config["evaluate"]["workers"],
     log:
         f"{RESULTS}/logs/evaluate/{{run}}-{{split}}.log",
-    threads: config["resources"]["evaluate"].get("cpus_per_task", 1)
+    threads: config["resources"]["evaluate"]["cpus_per_task"]
     resources:
-        gpu=config["resources"]["evaluate"].get("gpu", 0),
-        runtime=config["resources"]["evaluate"].get("runtime", 30),
-        mem_mb=config["resources"]["evaluate"].get("mem_mb", 4000),
-        cpus_per_task=config["resources"]["evaluate"].get("cpus_per_task", 1),
+        **resources_of("evaluate"),
     conda:
         ENV
     shell:
@@ -43,10 +40,7 @@ rule evaluate_test_dev:
     log:
         f"{RESULTS}/logs/evaluate/{{run}}-test-dev.log",
     resources:
-        gpu=config["resources"]["evaluate"].get("gpu", 0),
-        runtime=config["resources"]["evaluate"].get("runtime", 30),
-        mem_mb=config["resources"]["evaluate"].get("mem_mb", 4000),
-        cpus_per_task=config["resources"]["evaluate"].get("cpus_per_task", 1),
+        **resources_of("evaluate"),
     conda:
         ENV
     shell:

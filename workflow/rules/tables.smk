@@ -3,8 +3,8 @@
 
 rule table:
     input:
-        spec=f"{config.get('tables_dir', 'paper_tables')}/{{table}}.yaml",
-        templates=[f"{config.get('tables_dir', 'paper_tables')}/templates/table.{s}.j2" for s in ("md", "tex")],
+        spec=f"{config['tables_dir']}/{{table}}.yaml",
+        templates=[f"{config['tables_dir']}/templates/table.{s}.j2" for s in ("md", "tex")],
         metrics=lambda w: table_metrics(next(s for s in SPECS if s["id"] == w.table)),
     output:
         md=f"{RESULTS}/tables/{{table}}.md",

@@ -27,12 +27,9 @@ rule train:
         out=lambda w: f"{RESULTS}/runs/{w.run}",
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
-    threads: config["resources"]["train"].get("cpus_per_task", 1)
+    threads: config["resources"]["train"]["cpus_per_task"]
     resources:
-        gpu=config["resources"]["train"].get("gpu", 0),
-        runtime=config["resources"]["train"].get("runtime", 60),
-        mem_mb=config["resources"]["train"].get("mem_mb", 4000),
-        cpus_per_task=config["resources"]["train"].get("cpus_per_task", 1),
+        **resources_of("train"),
     conda:
         ENV
     shell:
