@@ -20,8 +20,10 @@ def _step_seconds(name: str, width: float, batch: int, repeats: int) -> float:
     size = model.layout.image_size
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, size, size, generator=generator)
-    targets = [{"boxes": torch.tensor([[0.1, 0.1, 0.5, 0.6], [0.6, 0.55, 0.7, 0.62]]), "labels": torch.tensor([3, 7])}
-               for _ in range(batch)]
+    targets = [
+        {"boxes": torch.tensor([[0.1, 0.1, 0.5, 0.6], [0.6, 0.55, 0.7, 0.62]]), "labels": torch.tensor([3, 7])}
+        for _ in range(batch)
+    ]
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
@@ -43,6 +45,8 @@ def bench_detector_steps(quick: bool) -> list[str]:
         reference = _step_seconds("ssd300", width, batch, 1 if quick else 3)
         for name in detectors.names():
             seconds = reference if name == "ssd300" else _step_seconds(name, width, batch, 1 if quick else 3)
-            lines.append(f"{label} (width {width}, batch {batch}): {name:13s} {seconds:7.3f} s/step, "
-                         f"{seconds / reference:5.2f}x SSD300")
+            lines.append(
+                f"{label} (width {width}, batch {batch}): {name:13s} {seconds:7.3f} s/step, "
+                f"{seconds / reference:5.2f}x SSD300"
+            )
     return lines

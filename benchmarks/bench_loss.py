@@ -27,9 +27,11 @@ def random_targets(batch: int, num_classes: int, generator: torch.Generator) -> 
 
 
 def _median(stmt: str, env: dict, min_run_time: float) -> float:
-    return Timer(stmt=stmt, globals=env, num_threads=torch.get_num_threads()).blocked_autorange(
-        min_run_time=min_run_time
-    ).median
+    return (
+        Timer(stmt=stmt, globals=env, num_threads=torch.get_num_threads())
+        .blocked_autorange(min_run_time=min_run_time)
+        .median
+    )
 
 
 def bench_weighting_overhead(quick: bool) -> dict[str, float]:

@@ -34,7 +34,9 @@ def main() -> int:
         ok = result["ratio"] <= result["target"]
         missed += not ok
         times = ", ".join(f"{k}={v:.4f}" for k, v in result.items() if k.endswith("_s"))
-        print(f"{title}: ratio {result['ratio']:.3f} (target <= {result['target']}) {'OK' if ok else 'MISSED'}  [{times}]")
+        print(
+            f"{title}: ratio {result['ratio']:.3f} (target <= {result['target']}) {'OK' if ok else 'MISSED'}  [{times}]"
+        )
     if not args.no_detectors:
         print("train step per detector (informational, no target):")
         for line in bench_detectors.bench_detector_steps(args.quick):

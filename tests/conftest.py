@@ -19,8 +19,9 @@ def _seeded():
 
 def run_snakemake(*args, timeout=3000):
     """Snakemake from this interpreter in the repository root: (exit code, stdout + stderr)."""
-    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
     return result.returncode, result.stdout + result.stderr
 
 

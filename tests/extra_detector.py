@@ -33,5 +33,11 @@ class TinyDetector(SingleShotDetector):
         return [fine, self.down(fine)]
 
 
-TINY128 = register(DetectorSpec(name="tiny128", network=TinyDetector, layouts={"voc": LAYOUT, "coco": LAYOUT},
-                                summary="a two-level test detector"))
+TINY128 = register(
+    DetectorSpec(
+        name="tiny128",
+        network=TinyDetector,
+        layouts={"voc": LAYOUT, "coco": LAYOUT},
+        summary="a two-level test detector",
+    )
+)

@@ -7,7 +7,9 @@ def test_encode_by_hand():
     prior = torch.tensor([[0.2, 0.2, 0.6, 0.4]])  # centre (0.4, 0.3), size (0.4, 0.2)
     box = torch.tensor([[0.3, 0.2, 0.7, 0.6]])  # centre (0.5, 0.4), size (0.4, 0.4)
     offsets = BoxCoder((0.1, 0.2)).encode(box, prior)
-    expected = torch.tensor([[(0.5 - 0.4) / (0.1 * 0.4), (0.4 - 0.3) / (0.1 * 0.2), 0.0, torch.log(torch.tensor(2.0)) / 0.2]])
+    expected = torch.tensor(
+        [[(0.5 - 0.4) / (0.1 * 0.4), (0.4 - 0.3) / (0.1 * 0.2), 0.0, torch.log(torch.tensor(2.0)) / 0.2]]
+    )
     assert torch.allclose(offsets, expected, atol=1e-6)
 
 

@@ -20,10 +20,21 @@ def ground_truth(tmp_path_factory):
         for _ in range(int(rng.integers(0, 6))):
             w, h = rng.uniform(8, 300, 2)
             x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(rng.choice([2, 7, 11])),
-                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": int(rng.random() < 0.05)})
-    dataset = {"images": images, "annotations": annotations,
-               "categories": [{"id": c, "name": f"c{c}"} for c in (2, 7, 11)]}
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(rng.choice([2, 7, 11])),
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": int(rng.random() < 0.05),
+                }
+            )
+    dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": c, "name": f"c{c}"} for c in (2, 7, 11)],
+    }
     path = tmp_path_factory.mktemp("coco") / "instances.json"
     path.write_text(json.dumps(dataset))
     detections = []
@@ -32,11 +43,23 @@ def ground_truth(tmp_path_factory):
             x, y, w, h = ann["bbox"]
             jitter = rng.normal(0, 0.08, 4) * [w, h, w, h]
             category = ann["category_id"] if rng.random() < 0.9 else 7
-            detections.append({"image_id": ann["image_id"], "category_id": category,
-                               "bbox": list(np.array([x, y, w, h]) + jitter), "score": float(rng.uniform(0.05, 1))})
+            detections.append(
+                {
+                    "image_id": ann["image_id"],
+                    "category_id": category,
+                    "bbox": list(np.array([x, y, w, h]) + jitter),
+                    "score": float(rng.uniform(0.05, 1)),
+                }
+            )
     for _ in range(60):
-        detections.append({"image_id": int(rng.integers(1, 21)), "category_id": int(rng.choice([2, 7, 11])),
-                           "bbox": [float(v) for v in rng.uniform(0, 200, 4)], "score": float(rng.uniform(0, 0.5))})
+        detections.append(
+            {
+                "image_id": int(rng.integers(1, 21)),
+                "category_id": int(rng.choice([2, 7, 11])),
+                "bbox": [float(v) for v in rng.uniform(0, 200, 4)],
+                "score": float(rng.uniform(0, 0.5)),
+            }
+        )
     return path, detections
 
 

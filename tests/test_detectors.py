@@ -10,8 +10,13 @@ from scbloss.models import build_criterion, build_model
 
 PRIORS = {"fssd300": 11620, "fssd512": 32756, "dssd321": 18312, "dssd513": 45752, "refinedet320": 6375}
 SIZES = {"fssd300": 300, "fssd512": 512, "dssd321": 321, "dssd513": 513, "refinedet320": 320}
-MAPS = {"fssd300": [38, 19, 10, 5, 3, 1], "fssd512": [64, 32, 16, 8, 4, 2, 1], "dssd321": [41, 21, 11, 6, 3, 1],
-        "dssd513": [65, 33, 17, 9, 5, 3, 1], "refinedet320": [40, 20, 10, 5]}
+MAPS = {
+    "fssd300": [38, 19, 10, 5, 3, 1],
+    "fssd512": [64, 32, 16, 8, 4, 2, 1],
+    "dssd321": [41, 21, 11, 6, 3, 1],
+    "dssd513": [65, 33, 17, 9, 5, 3, 1],
+    "refinedet320": [40, 20, 10, 5],
+}
 TARGETS = [
     {"boxes": torch.tensor([[0.1, 0.1, 0.45, 0.6], [0.6, 0.62, 0.7, 0.7]]), "labels": torch.tensor([1, 3])},
     {"boxes": torch.tensor([[0.5, 0.3, 0.95, 0.9]]), "labels": torch.tensor([2])},
@@ -64,8 +69,21 @@ def test_a_small_gradient_step_lowers_the_loss_on_a_fixed_batch(name):
 
 
 def _vgg_trunk(fc_kernel=3):
-    channels = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 512),
-                (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+    channels = [
+        (3, 64),
+        (64, 64),
+        (64, 128),
+        (128, 128),
+        (128, 256),
+        (256, 256),
+        (256, 256),
+        (256, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+    ]
     return sum(conv(a, b) for a, b in channels) + conv(512, 1024, fc_kernel) + conv(1024, 1024, 1)
 
 
@@ -95,12 +113,26 @@ def test_dssd321_parameter_count_by_hand():
     classes, per_loc = 81, 8
     model = build_model("dssd321", classes)
     resnet = _count(torchvision.models.resnet101()) - (2048 * 1000 + 1000)  # without its classifier
-    extras = (conv(2048, 256, 1) + conv(256, 512) + conv(512, 256, 1) + conv(256, 512) + conv(512, 128, 1)
-              + conv(128, 256) + conv(256, 128, 1) + conv(128, 256))
+    extras = (
+        conv(2048, 256, 1)
+        + conv(256, 512)
+        + conv(512, 256, 1)
+        + conv(256, 512)
+        + conv(512, 128, 1)
+        + conv(128, 256)
+        + conv(256, 128, 1)
+        + conv(128, 256)
+    )
     ssd_channels = [512, 2048, 512, 512, 256, 256]
     deconv = sum(
-        (256 if i == 4 else 512) * 512 * 4 + 512 + conv(512, 512) + bn(512)  # up: deconv 2x2, conv, BN
-        + conv(ssd_channels[i], 512) + bn(512) + conv(512, 512) + bn(512)  # lateral: conv BN ReLU conv BN
+        (256 if i == 4 else 512) * 512 * 4
+        + 512
+        + conv(512, 512)
+        + bn(512)  # up: deconv 2x2, conv, BN
+        + conv(ssd_channels[i], 512)
+        + bn(512)
+        + conv(512, 512)
+        + bn(512)  # lateral: conv BN ReLU conv BN
         for i in range(5)
     )
     predict_in = [512] * 5 + [256]
@@ -159,7 +191,8 @@ def test_refinedet_loss_arm_only_or_both_modules():
         assert losses["loss_odm_cls"].item() == pytest.approx(odm["loss_cls"].item(), rel=1e-6)
         assert losses["loss_odm_loc"].item() == pytest.approx(odm["loss_loc"].item(), rel=1e-6)
     assert total_loss(arm_only).item() == pytest.approx(
-        sum(arm_only[k].item() for k in ("loss_arm_cls", "loss_arm_loc", "loss_odm_cls", "loss_odm_loc")))
+        sum(arm_only[k].item() for k in ("loss_arm_cls", "loss_arm_loc", "loss_odm_cls", "loss_odm_loc"))
+    )
     with pytest.raises(ValueError, match="refinedet320: no variant 'odm' \\(its variants are arm, arm_odm\\)"):
         build_criterion("refinedet320", "scb", "odm")
     with pytest.raises(ValueError, match="ssd300: no variant 'arm' \\(it has no variants\\)"):

@@ -4,13 +4,12 @@ import tarfile
 import zipfile
 
 import pytest
+from local_http import LocalServer
 
 from scbloss.data import download as dl
 from scbloss.data.download import DownloadError, download, extract_all
 from scbloss.data.prepare import prepare
 from scbloss.data.sources import DATASETS, Archive
-
-from local_http import LocalServer
 
 
 @pytest.fixture(autouse=True)
@@ -120,8 +119,9 @@ def voc_mirror(monkeypatch):
     """A local server holding small VOC-shaped archives, registered with their md5 in place of the real ones."""
     voc = "VOCdevkit/VOC{}/"
     archives = {
-        "VOCtrainval_06-Nov-2007.tar": _tar({voc.format(2007) + "Annotations/1.xml": b"<a/>",
-                                             voc.format(2007) + "ImageSets/Main/trainval.txt": b"1\n"}),
+        "VOCtrainval_06-Nov-2007.tar": _tar(
+            {voc.format(2007) + "Annotations/1.xml": b"<a/>", voc.format(2007) + "ImageSets/Main/trainval.txt": b"1\n"}
+        ),
         "VOCtest_06-Nov-2007.tar": _tar({voc.format(2007) + "ImageSets/Main/test.txt": b"2\n"}),
         "VOCtrainval_11-May-2012.tar": _tar({voc.format(2012) + "JPEGImages/3.jpg": b"jpg"}),
     }

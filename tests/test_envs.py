@@ -11,11 +11,10 @@ from importlib import metadata
 from pathlib import Path
 
 import yaml
+from conftest import REPO, run_snakemake
 from packaging.requirements import Requirement
 
 from scbloss import pipeline
-
-from conftest import REPO, run_snakemake
 
 ENVS = REPO / "envs"
 RULE_COMMAND = "python -m scbloss"  # how every rule runs the CLI (workflow/rules/*.smk)
@@ -75,9 +74,12 @@ def _dependencies_only_python(folder: Path) -> Path:
     """A venv that sees this interpreter's site-packages as a plain folder: torch & co. import, while an editable
     install's .pth hook is not processed, like a conda env holding only the pinned dependencies."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
-    purelib = Path(subprocess.check_output(
-        [str(folder / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        text=True).strip())
+    purelib = Path(
+        subprocess.check_output(
+            [str(folder / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            text=True,
+        ).strip()
+    )
     (purelib / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return folder / "bin" / "python"
 
@@ -104,9 +106,11 @@ def test_rule_python_runs_the_checkouts_package(tmp_path, monkeypatch):
 def test_every_rule_command_runs_through_the_environments_python():
     code, output = run_snakemake("-n", "-p", "--forceall", "--configfile", str(REPO / "config" / "paper.yaml"))
     assert code == 0, output[-3000:]
-    commands = [re.sub(r"^OMP_NUM_THREADS=\S+ ", "", line) for line in re.findall(r"^Shell command: (.+)$", output,
-                                                                                   re.MULTILINE)]
+    commands = [
+        re.sub(r"^OMP_NUM_THREADS=\S+ ", "", line)
+        for line in re.findall(r"^Shell command: (.+)$", output, re.MULTILINE)
+    ]
     commands = [c for c in commands if c != "None"]  # script: rules (run_config) print no command
-    subcommands = {c[len(RULE_COMMAND):].split()[0] for c in commands}
+    subcommands = {c[len(RULE_COMMAND) :].split()[0] for c in commands}
     assert subcommands == {"data", "train", "evaluate", "match-stats", "curves", "tables"}
     assert [c for c in commands if not c.startswith(RULE_COMMAND + " ")] == []

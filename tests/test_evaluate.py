@@ -61,7 +61,7 @@ def test_predict_maps_boxes_to_original_pixels_and_category_ids(toy):
         x, y, w, h = det["bbox"]
         box = torch.tensor([[x, y, x + w, y + h]])
         # the prior the oracle chose for an object, clipped to the image, in original pixels
-        expected = (oracle.priors[box_iou(box / scale, oracle.priors).argmax()].clamp(0, 1) * scale)
+        expected = oracle.priors[box_iou(box / scale, oracle.priors).argmax()].clamp(0, 1) * scale
         assert box[0].tolist() == pytest.approx(expected.tolist(), abs=0.01)
         label = data.category_ids.index(det["category_id"]) + 1
         hit = box_iou(box, torch.from_numpy(first.boxes)).max(dim=1)
@@ -69,10 +69,17 @@ def test_predict_maps_boxes_to_original_pixels_and_category_ids(toy):
 
 
 def test_train_then_evaluate_voc_and_coco_layouts(toy, tmp_path):
-    config = config_from_dict({
-        "model": "ssd300", "width": 0.125, "dataset": {"kind": "toy_voc", "root": str(toy), "split": "trainval"},
-        "batch_size": 2, "max_iter": 2, "num_workers": 0, "log_every": 1,
-    })
+    config = config_from_dict(
+        {
+            "model": "ssd300",
+            "width": 0.125,
+            "dataset": {"kind": "toy_voc", "root": str(toy), "split": "trainval"},
+            "batch_size": 2,
+            "max_iter": 2,
+            "num_workers": 0,
+            "log_every": 1,
+        }
+    )
     final = train(config, tmp_path / "run")
     voc = evaluate(final, "toy_voc", toy, "test", tmp_path / "eval_voc", num_workers=0)
     assert set(voc["ap_per_class"]) == {"disc", "square", "triangle", "cross"}
@@ -81,8 +88,20 @@ def test_train_then_evaluate_voc_and_coco_layouts(toy, tmp_path):
     assert recall["threshold"].tolist() == [0.01] * 3 + [0.1] * 3 + [0.3] * 3
     assert json.loads((tmp_path / "eval_voc" / "metrics.json").read_text())["voc_map"] == voc["voc_map"]
     coco = evaluate(final, "toy_coco", toy, "val", tmp_path / "eval_coco", num_workers=0)
-    assert list(coco["coco"]) == ["AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR_1", "AR_10", "AR_100",
-                                  "AR_S", "AR_M", "AR_L"]
+    assert list(coco["coco"]) == [
+        "AP",
+        "AP50",
+        "AP75",
+        "AP_S",
+        "AP_M",
+        "AP_L",
+        "AR_1",
+        "AR_10",
+        "AR_100",
+        "AR_S",
+        "AR_M",
+        "AR_L",
+    ]
     state = torch.load(final, weights_only=False)
     state["meta"]["class_names"] = ["cat", "dog", "cow", "sheep"]
     torch.save(state, tmp_path / "other.pt")

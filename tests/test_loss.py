@@ -120,9 +120,7 @@ def test_unweighted_loss_equals_torchvision_ssd_compute_loss():
 
     tv = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1)
     matched = [match(t["boxes"], priors) for t in targets]
-    theirs = tv.compute_loss(
-        targets, {"bbox_regression": loc, "cls_logits": conf}, [priors] * 3, matched
-    )
+    theirs = tv.compute_loss(targets, {"bbox_regression": loc, "cls_logits": conf}, [priors] * 3, matched)
     assert ours["loss_loc"].item() == pytest.approx(theirs["bbox_regression"].item(), rel=1e-5)
     assert ours["loss_cls"].item() == pytest.approx(theirs["classification"].item(), rel=1e-5)
 
@@ -166,11 +164,26 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="2 targets for a batch of 1"):
         loss(torch.zeros(1, 88, 4), torch.zeros(1, 88, 5), priors, good * 2)
     with pytest.raises(ValueError, match=r"labels must lie in 1\.\.4 .*got 0\.\.0"):
-        loss(torch.zeros(1, 88, 4), torch.zeros(1, 88, 5), priors, [{"boxes": good[0]["boxes"], "labels": torch.tensor([0])}])
+        loss(
+            torch.zeros(1, 88, 4),
+            torch.zeros(1, 88, 5),
+            priors,
+            [{"boxes": good[0]["boxes"], "labels": torch.tensor([0])}],
+        )
     with pytest.raises(ValueError, match=r"labels must lie in 1\.\.4 .*got 5\.\.5"):
-        loss(torch.zeros(1, 88, 4), torch.zeros(1, 88, 5), priors, [{"boxes": good[0]["boxes"], "labels": torch.tensor([5])}])
+        loss(
+            torch.zeros(1, 88, 4),
+            torch.zeros(1, 88, 5),
+            priors,
+            [{"boxes": good[0]["boxes"], "labels": torch.tensor([5])}],
+        )
     with pytest.raises(ValueError, match=r"target 0: boxes must be \[G, 4\]"):
-        loss(torch.zeros(1, 88, 4), torch.zeros(1, 88, 5), priors, [{"boxes": torch.zeros(4), "labels": torch.tensor([1])}])
+        loss(
+            torch.zeros(1, 88, 4),
+            torch.zeros(1, 88, 5),
+            priors,
+            [{"boxes": torch.zeros(4), "labels": torch.tensor([1])}],
+        )
     with pytest.raises(ValueError, match="unknown weighting"):
         MultiBoxLoss(weighting="focal")
     with pytest.raises(ValueError, match="apply_to"):

@@ -19,7 +19,8 @@ def test_ssd300_parameter_count_equals_torchvision():
 
 
 @pytest.mark.parametrize(
-    "name,dataset,size,count", [("ssd300", "voc", 300, 8732), ("ssd300", "coco", 300, 8732), ("ssd512", "voc", 512, 24564)]
+    "name,dataset,size,count",
+    [("ssd300", "voc", 300, 8732), ("ssd300", "coco", 300, 8732), ("ssd512", "voc", 512, 24564)],
 )
 def test_forward_shapes_match_the_priors(name, dataset, size, count):
     model = build_model(name, num_classes=6, width=0.125, dataset=dataset).eval()

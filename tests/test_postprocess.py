@@ -46,8 +46,9 @@ def test_score_threshold_and_top_k():
     assert len(out["scores"]) == 200
     all_scores = conf.softmax(-1)[0, :, 1:].flatten().sort(descending=True).values
     assert torch.allclose(out["scores"], all_scores[:200])
-    high = postprocess(torch.zeros(1, 500, 4), conf, priors, score_threshold=0.5, nms_iou=1.0, top_k=10_000,
-                       pre_nms_top_k=None)[0]
+    high = postprocess(
+        torch.zeros(1, 500, 4), conf, priors, score_threshold=0.5, nms_iou=1.0, top_k=10_000, pre_nms_top_k=None
+    )[0]
     assert len(high["scores"]) == int((all_scores > 0.5).sum())
 
 

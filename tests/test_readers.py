@@ -10,8 +10,10 @@ from scbloss.data.voc import VOC_CLASSES, read_voc
 
 XML = """<annotation><filename>{name}.jpg</filename><size><width>{w}</width><height>{h}</height><depth>3</depth></size>
 {objects}</annotation>"""
-OBJ = "<object><name>{cls}</name><difficult>{d}</difficult><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>" \
-      "<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+OBJ = (
+    "<object><name>{cls}</name><difficult>{d}</difficult><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin>"
+    "<xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+)
 
 
 def _voc_image(devkit, year, name, objects, size=(60, 40), split="trainval"):
@@ -63,8 +65,10 @@ def _coco(tmp_path, **overrides):
     for name in ("a.jpg", "b.jpg"):
         Image.new("RGB", (100, 80)).save(tmp_path / "images" / name)
     dataset = {
-        "images": [{"id": 7, "file_name": "a.jpg", "width": 100, "height": 80},
-                   {"id": 3, "file_name": "b.jpg", "width": 100, "height": 80}],
+        "images": [
+            {"id": 7, "file_name": "a.jpg", "width": 100, "height": 80},
+            {"id": 3, "file_name": "b.jpg", "width": 100, "height": 80},
+        ],
         "annotations": [
             {"id": 1, "image_id": 7, "category_id": 90, "bbox": [10, 20, 30, 40], "iscrowd": 0, "area": 1200},
             {"id": 2, "image_id": 7, "category_id": 5, "bbox": [0, 0, 50, 50], "iscrowd": 1, "area": 2500},

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from scbloss.data.check import size_bucket
 from scbloss.data.records import DetectionSet, ImageRecord
@@ -9,9 +8,16 @@ from scbloss.engine.recall import format_recall, size_recall
 def _record(image_id, boxes, labels, difficult=None, kind_crowd=None):
     boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     n = len(boxes)
-    return ImageRecord(image_id, None, 500, 500, boxes, np.array(labels),
-                       np.zeros(n, bool) if difficult is None else np.array(difficult),
-                       np.zeros(n, bool) if kind_crowd is None else np.array(kind_crowd))
+    return ImageRecord(
+        image_id,
+        None,
+        500,
+        500,
+        boxes,
+        np.array(labels),
+        np.zeros(n, bool) if difficult is None else np.array(difficult),
+        np.zeros(n, bool) if kind_crowd is None else np.array(kind_crowd),
+    )
 
 
 def _det(image_id, box, label, score):
@@ -38,9 +44,12 @@ def test_perfect_detector_recalls_everything():
 
 def test_thresholds_classes_overlap_and_ignored_objects():
     data = DetectionSet(
-        [_record(0, [SMALL, MEDIUM, LARGE, [300, 10, 340, 40]], [1, 2, 1, 1], difficult=[False, False, False, True]),
-         _record(1, [SMALL, LARGE], [2, 2])],
-        ["a", "b"], "voc",
+        [
+            _record(0, [SMALL, MEDIUM, LARGE, [300, 10, 340, 40]], [1, 2, 1, 1], difficult=[False, False, False, True]),
+            _record(1, [SMALL, LARGE], [2, 2]),
+        ],
+        ["a", "b"],
+        "voc",
     )
     dets = [
         _det(0, SMALL, 1, 0.05),  # small hit, but only at threshold 0.01
@@ -60,8 +69,9 @@ def test_thresholds_classes_overlap_and_ignored_objects():
 
 
 def test_coco_category_ids_and_crowd():
-    data = DetectionSet([_record(5, [SMALL, LARGE], [1, 2], kind_crowd=[False, True])], ["a", "b"], "coco",
-                        category_ids=[3, 9])
+    data = DetectionSet(
+        [_record(5, [SMALL, LARGE], [1, 2], kind_crowd=[False, True])], ["a", "b"], "coco", category_ids=[3, 9]
+    )
     table = size_recall(data, [_det(5, SMALL, 3, 0.5), _det(5, LARGE, 9, 0.5)]).set_index(["threshold", "bucket"])
     assert table.loc[(0.3, "small"), ["hits", "total"]].tolist() == [1, 1]
     assert table.loc[(0.3, "large"), "total"] == 0  # the crowd object is excluded

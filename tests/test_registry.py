@@ -7,11 +7,10 @@ import sys
 
 import pytest
 import yaml
+from conftest import REPO, run_snakemake
 
 from scbloss import detectors
 from scbloss.experiments import TableSpecError, load_table_spec
-
-from conftest import REPO, run_snakemake
 
 EXTRA = REPO / "tests" / "extra_detector.py"
 SCHEMA = REPO / "workflow" / "schemas" / "table.schema.yaml"
@@ -25,15 +24,21 @@ def test_every_builtin_declares_a_layout_per_family_and_its_measured_rates():
         assert all(rate.images_per_s > 0 and rate.measured for rate in spec.throughput.values())
     # the prior counts of the papers, from the declared layouts alone
     counts = {name: detectors.get(name).layout("coco").num_priors() for name in detectors.names()[:7]}
-    assert counts == {"ssd300": 8732, "ssd512": 24564, "fssd300": 11620, "fssd512": 32756, "dssd321": 18312,
-                      "dssd513": 45752, "refinedet320": 6375}
+    assert counts == {
+        "ssd300": 8732,
+        "ssd512": 24564,
+        "fssd300": 11620,
+        "fssd512": 32756,
+        "dssd321": 18312,
+        "dssd513": 45752,
+        "refinedet320": 6375,
+    }
     with pytest.raises(ValueError, match="unknown model 'yolo'; choose one of ssd300, ssd512"):
         detectors.get("yolo")
 
 
 def test_the_workflow_modules_import_no_torch():
-    code = ("import sys, scbloss.experiments, scbloss.pipeline, scbloss.detectors; "
-            "sys.exit('torch' in sys.modules)")
+    code = "import sys, scbloss.experiments, scbloss.pipeline, scbloss.detectors; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -45,20 +50,29 @@ def _tables_with_extra_rows(folder):
         if source.is_file():
             (tables / source.relative_to(REPO / "paper_tables")).write_bytes(source.read_bytes())
     spec = yaml.safe_load((REPO / "paper_tables" / "table1.yaml").read_text())
-    spec.update(id="tiny", rows=[{"label": "tiny", "run": {"model": "tiny128", "weighting": "none"}},
-                                 {"label": "tiny + scb", "run": {"model": "tiny128", "weighting": "scb"}}])
+    spec.update(
+        id="tiny",
+        rows=[
+            {"label": "tiny", "run": {"model": "tiny128", "weighting": "none"}},
+            {"label": "tiny + scb", "run": {"model": "tiny128", "weighting": "scb"}},
+        ],
+    )
     (tables / "tiny.yaml").write_text(yaml.safe_dump(spec))
     return tables
 
 
 def test_an_eighth_detector_is_one_module_plus_table_rows(tmp_path):
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    config.update(tables=config["tables"] + ["tiny"], tables_dir=str(_tables_with_extra_rows(tmp_path)),
-                  detector_modules=[str(EXTRA)], results=str(tmp_path / "results"))
+    config.update(
+        tables=config["tables"] + ["tiny"],
+        tables_dir=str(_tables_with_extra_rows(tmp_path)),
+        detector_modules=[str(EXTRA)],
+        results=str(tmp_path / "results"),
+    )
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     code, output = run_snakemake("-n", "--configfile", str(tmp_path / "config.yaml"))
     assert code == 0, output[-3000:]
-    stats = output[output.index("Job stats:"):]
+    stats = output[output.index("Job stats:") :]
     # the paper's 22 runs (Tables 1-9) and the two of the extra table; a matching figure for its dataset x model
     assert "train                   24" in stats and "match_stats             11" in stats
     assert "voc-tiny128-scb-s0" in output and "voc-tiny128-none-s0" in output
@@ -68,30 +82,60 @@ def test_the_extra_detector_trains_end_to_end(tmp_path):
     from scbloss.data.toy import ToyConfig, generate_toy
 
     toy = generate_toy(tmp_path / "toy", ToyConfig(train_images=8, test_images=4, seed=3))
-    config = {"model": "tiny128", "width": 0.25, "dataset": {"kind": "toy_voc", "root": str(toy), "split": "trainval"},
-              "batch_size": 2, "max_iter": 2, "lr_steps": [], "num_workers": 0, "weighting": "scb"}
+    config = {
+        "model": "tiny128",
+        "width": 0.25,
+        "dataset": {"kind": "toy_voc", "root": str(toy), "split": "trainval"},
+        "batch_size": 2,
+        "max_iter": 2,
+        "lr_steps": [],
+        "num_workers": 0,
+        "weighting": "scb",
+    }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, detectors.MODULES_ENV: str(EXTRA)}
-    command = [sys.executable, "-m", "scbloss", "train", "--config", str(tmp_path / "run.yaml"), "--out",
-               str(tmp_path / "run")]
+    command = [
+        sys.executable,
+        "-m",
+        "scbloss",
+        "train",
+        "--config",
+        str(tmp_path / "run.yaml"),
+        "--out",
+        str(tmp_path / "run"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "run" / "model_final.pt").is_file()
-    without = subprocess.run(command[:-1] + [str(tmp_path / "other")], capture_output=True, text=True, timeout=300,
-                             env={k: v for k, v in os.environ.items() if k != detectors.MODULES_ENV})
+    without = subprocess.run(
+        command[:-1] + [str(tmp_path / "other")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != detectors.MODULES_ENV},
+    )
     assert without.returncode == 2 and "model: 'tiny128' is not one of ssd300" in without.stderr
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda row: row["run"].update(weighting="sbc"),
-     r'table2.yaml: rows\[3\] \("SSD300 w/ scb loss"\): run.weighting \'sbc\' is not one of none, inv_log1p'),
-    (lambda row: row["run"].update(model="ssd301"),
-     r'rows\[3\] \("SSD300 w/ scb loss"\): run.model \'ssd301\' is not a registered detector'),
-    (lambda row: row["run"].update(variant="odm"),
-     r"rows\[3\] .*: run.variant: ssd300: no variant 'odm' \(it has no variants\)"),
-    (lambda row: row.update(paper={"voc_map": "78.2"}), r"rows\[3\] .*\.paper\.voc_map: '78.2' is not valid"),
-    (lambda row: row.pop("run"), r"rows\[3\] \(\"SSD300 w/ scb loss\"\): 'run' is a required property"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            lambda row: row["run"].update(weighting="sbc"),
+            r'table2.yaml: rows\[3\] \("SSD300 w/ scb loss"\): run.weighting \'sbc\' is not one of none, inv_log1p',
+        ),
+        (
+            lambda row: row["run"].update(model="ssd301"),
+            r'rows\[3\] \("SSD300 w/ scb loss"\): run.model \'ssd301\' is not a registered detector',
+        ),
+        (
+            lambda row: row["run"].update(variant="odm"),
+            r"rows\[3\] .*: run.variant: ssd300: no variant 'odm' \(it has no variants\)",
+        ),
+        (lambda row: row.update(paper={"voc_map": "78.2"}), r"rows\[3\] .*\.paper\.voc_map: '78.2' is not valid"),
+        (lambda row: row.pop("run"), r"rows\[3\] \(\"SSD300 w/ scb loss\"\): 'run' is a required property"),
+    ],
+)
 def test_a_wrong_table_row_is_named_with_its_file(tmp_path, change, message):
     spec = yaml.safe_load((REPO / "paper_tables" / "table2.yaml").read_text())
     change(spec["rows"][3])

@@ -35,11 +35,26 @@ def cluster(tmp_path_factory):
     subprocess.run(["bash", str(CLUSTER), "stop"], env=env, timeout=120)
 
 
+SITE = REPO / "tests" / "slurm" / "site.yaml"
+
+
 def _snakemake(*args, timeout=2400):
-    """Snakemake with the CI cluster's profile, bounded in time (a lost job would otherwise loop forever)."""
-    command = ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake", "--profile", "profiles/slurm-ci",
-               *args]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """Snakemake with the project's SLURM profile and the test cluster's site values, bounded in time (a lost job
+    would otherwise loop forever)."""
+    command = [
+        "timeout",
+        "-k",
+        "10",
+        str(timeout),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        "profiles/slurm",
+        *args,
+    ]
+    env = {**os.environ, "SCBLOSS_SLURM_SITE": str(SITE)}
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
 def _config(folder: Path, **changes) -> Path:
@@ -81,8 +96,7 @@ def _one_run_config(folder: Path, **train) -> Path:
         shutil.copy(template, tables / "templates" / template.name)
     defaults = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"]
     defaults["defaults"].update(train)
-    return _config(folder, tables=["table1"], tables_dir=str(tables), figures={"match_stats": []},
-                   train=defaults)
+    return _config(folder, tables=["table1"], tables_dir=str(tables), figures={"match_stats": []}, train=defaults)
 
 
 def test_killed_training_job_resumes_and_ends_as_if_never_stopped(cluster, tmp_path):

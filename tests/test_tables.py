@@ -1,9 +1,8 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from pathlib import Path
 
 from scbloss.experiments import Run, load_table_spec, metrics_path, runs_for_tables, train_config
 from scbloss.tables import render, summary
@@ -48,9 +47,11 @@ def test_a_difference_that_rounds_to_zero_prints_without_a_sign(tmp_path):
 
 def test_recall_table_counts_and_summary(tmp_path):
     spec = load_table_spec(REPO_TABLES / "table3.yaml")
-    recall = [{"threshold": t, "bucket": b, "hits": h, "total": n, "recall": round(100 * h / n, 2)}
-              for t in (0.01, 0.1, 0.3) for b, h, n in (("small", 370, 516), ("medium", 3500, 3813),
-                                                           ("large", 7000, 7703))]
+    recall = [
+        {"threshold": t, "bucket": b, "hits": h, "total": n, "recall": round(100 * h / n, 2)}
+        for t in (0.01, 0.1, 0.3)
+        for b, h, n in (("small", 370, 516), ("medium", 3500, 3813), ("large", 7000, 7703))
+    ]
     _write_metrics(tmp_path, Run("voc", "ssd300", "none", "", 0), "test", {"recall": recall})
     render(spec, tmp_path, 1, tmp_path / "out", REPO_TABLES / "templates", toy=True)
     markdown = (tmp_path / "out" / "table3.md").read_text()
@@ -68,11 +69,24 @@ def test_runs_are_shared_between_tables_and_configs_inherit():
     assert len(runs) == 2 * (5 + 2)  # Table 3 reuses Table 1's runs; Table 6 adds COCO SSD300 none/scb
     config = {
         "data": {"voc": {"source": "toy", "root": "t"}, "coco": {"source": "download", "root": "d"}},
-        "train": {"defaults": {"lr": 1.0, "max_iter": 5}, "coco": {"max_iter": 9},
-                  "models": {"ssd512": {"all": {"lr": 2.0}, "coco": {"batch_size": 4}}}},
+        "train": {
+            "defaults": {"lr": 1.0, "max_iter": 5},
+            "coco": {"max_iter": 9},
+            "models": {"ssd512": {"all": {"lr": 2.0}, "coco": {"batch_size": 4}}},
+        },
     }
     values = train_config(config, Run("coco", "ssd512", "scb", "", 1))
-    assert values == {"lr": 2.0, "max_iter": 9, "batch_size": 4, "model": "ssd512", "weighting": "scb", "seed": 1,
-                      "dataset": {"kind": "coco", "root": "d/coco", "split": "train"}}
-    assert train_config(config, Run("voc", "ssd300", "none"))["dataset"] == {"kind": "toy_voc", "root": "t",
-                                                                              "split": "trainval"}
+    assert values == {
+        "lr": 2.0,
+        "max_iter": 9,
+        "batch_size": 4,
+        "model": "ssd512",
+        "weighting": "scb",
+        "seed": 1,
+        "dataset": {"kind": "coco", "root": "d/coco", "split": "train"},
+    }
+    assert train_config(config, Run("voc", "ssd300", "none"))["dataset"] == {
+        "kind": "toy_voc",
+        "root": "t",
+        "split": "trainval",
+    }

@@ -38,7 +38,10 @@ def test_objects_of_every_size_difficult_ones_and_empty_images(toy):
     records = load_dataset("toy_voc", toy, "trainval").records
     buckets = np.concatenate([size_bucket(r.boxes, plus_one=True) for r in records])
     assert {b: int((buckets == b).sum()) > 10 for b in ("small", "medium", "large")} == {
-        "small": True, "medium": True, "large": True}
+        "small": True,
+        "medium": True,
+        "large": True,
+    }
     assert sum(r.difficult.sum() for r in records) > 0
     assert any(len(r) == 0 for r in records)
     assert max(len(r) for r in records) > 2
@@ -54,8 +57,12 @@ def test_boxes_are_tight_around_the_drawn_pixels():
             if obj["difficult"]:
                 continue
             x1, y1, x2, y2 = obj["box"]
-            colour = {"disc": (225, 50, 50), "square": (50, 120, 235), "triangle": (240, 205, 30),
-                      "cross": (40, 190, 80)}[obj["name"]]
+            colour = {
+                "disc": (225, 50, 50),
+                "square": (50, 120, 235),
+                "triangle": (240, 205, 30),
+                "cross": (40, 190, 80),
+            }[obj["name"]]
             # the class colour (darkened by its texture) reaches every edge of the box ...
             close = (np.abs(pixels - np.array(colour) * 0.55).max(-1) < 45) | (np.abs(pixels - colour).max(-1) < 45)
             inside = close[y1 : y2 + 1, x1 : x2 + 1]

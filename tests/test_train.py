@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from scbloss.data.toy import ToyConfig, generate_toy
-from scbloss.engine.config import ConfigError, config_from_dict, load_config
 from scbloss.engine.checkpoint import CHECKPOINT, FINAL, load_trained
+from scbloss.engine.config import ConfigError, config_from_dict, load_config
 from scbloss.engine.hooks import loss_terms
 from scbloss.engine.train import METRICS, RUNNING_METRICS, TrainingDiverged, lr_factor, train
 
@@ -22,19 +22,28 @@ def toy(tmp_path_factory):
 
 def _config(toy, **overrides):
     values = {
-        "model": "ssd300", "width": 0.125, "dataset": {"kind": "toy_voc", "root": str(toy), "split": "trainval"},
-        "batch_size": 2, "lr": 1e-3, "warmup_iters": 2, "lr_steps": [4], "max_iter": 6, "checkpoint_every": 100,
-        "log_every": 1, "num_workers": 0, "seed": 3,
+        "model": "ssd300",
+        "width": 0.125,
+        "dataset": {"kind": "toy_voc", "root": str(toy), "split": "trainval"},
+        "batch_size": 2,
+        "lr": 1e-3,
+        "warmup_iters": 2,
+        "lr_steps": [4],
+        "max_iter": 6,
+        "checkpoint_every": 100,
+        "log_every": 1,
+        "num_workers": 0,
+        "seed": 3,
     }
     values.update(overrides)
     return values
 
 
 def test_lr_schedule():
-    config = config_from_dict({"lr": 0.1, "warmup_iters": 10, "warmup_factor": 0.5, "lr_steps": [20, 30],
-                               "gamma": 0.1})
+    config = config_from_dict({"lr": 0.1, "warmup_iters": 10, "warmup_factor": 0.5, "lr_steps": [20, 30], "gamma": 0.1})
     assert [lr_factor(config, i) for i in (0, 5, 10, 19, 20, 29, 30)] == pytest.approx(
-        [0.5, 0.75, 1.0, 1.0, 0.1, 0.1, 0.01])
+        [0.5, 0.75, 1.0, 1.0, 0.1, 0.1, 0.01]
+    )
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):
@@ -53,7 +62,10 @@ def test_config_errors_name_the_file_and_key(tmp_path):
 def _run_cli(config_path, out, **kwargs):
     return subprocess.Popen(
         [sys.executable, "-m", "scbloss.cli", "train", "--config", str(config_path), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
     )
 
 
@@ -129,9 +141,24 @@ def test_two_processes_with_torchrun(toy, tmp_path):
     config_path = tmp_path / "run.yaml"
     config_path.write_text(yaml.safe_dump(_config(toy, max_iter=3, batch_norm=False)))
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "scbloss.cli",
-         "train", "--config", str(config_path), "--out", str(tmp_path / "ddp")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "scbloss.cli",
+            "train",
+            "--config",
+            str(config_path),
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rank 0 of 2" in result.stdout and "rank 1 of 2" in result.stdout
@@ -144,8 +171,16 @@ def test_every_loss_term_of_a_criterion_is_logged(toy, tmp_path):
     """RefineDet's criterion returns ARM and ODM terms: the log, the curves' input, has a column for each."""
     final = train(config_from_dict(_config(toy, model="refinedet320", max_iter=2, variant="arm_odm")), tmp_path / "run")
     header = (tmp_path / "run" / METRICS).read_text().splitlines()[0].split(",")
-    assert header == ["iteration", "lr", "loss_arm_cls", "loss_arm_loc", "loss_odm_cls", "loss_odm_loc", "num_pos",
-                      "images_per_s"]
+    assert header == [
+        "iteration",
+        "lr",
+        "loss_arm_cls",
+        "loss_arm_loc",
+        "loss_odm_cls",
+        "loss_odm_loc",
+        "num_pos",
+        "images_per_s",
+    ]
     model, meta = load_trained(final)
     assert meta["model"] == "refinedet320" and not model.training
     assert loss_terms({"loss_b": 1, "num_pos": 2, "loss_a": 3}) == ["loss_a", "loss_b"]

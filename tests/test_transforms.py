@@ -38,7 +38,9 @@ GEOMETRIC = {
 def test_boxes_follow_the_pixels(name, seed):
     torch.manual_seed(seed)
     if name == "whole_pipeline":  # every geometric step of train_transform; photometric steps change colours only
-        steps = [t for t in train_transform(300).transforms if not isinstance(t, (v2.RandomPhotometricDistort, v2.Normalize))]
+        steps = [
+            t for t in train_transform(300).transforms if not isinstance(t, (v2.RandomPhotometricDistort, v2.Normalize))
+        ]
         transform = v2.Compose(steps)
     else:
         transform = v2.Compose([GEOMETRIC[name], v2.ToDtype(torch.float32, scale=True)])
@@ -66,8 +68,18 @@ def _records(tmp_path, count=6):
     records = []
     for i in range(count):
         Image.fromarray(np.full((50, 60, 3), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.jpg")
-        records.append(ImageRecord(i, tmp_path / f"{i}.jpg", 60, 50, np.array([[5, 5, 30, 40], [1, 1, 4, 4]], np.float32),
-                                   np.array([1, 2]), np.array([False, True]), np.array([False, False])))
+        records.append(
+            ImageRecord(
+                i,
+                tmp_path / f"{i}.jpg",
+                60,
+                50,
+                np.array([[5, 5, 30, 40], [1, 1, 4, 4]], np.float32),
+                np.array([1, 2]),
+                np.array([False, True]),
+                np.array([False, False]),
+            )
+        )
     return DetectionSet(records, ["a", "b"], "voc")
 
 

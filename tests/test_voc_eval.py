@@ -18,12 +18,13 @@ def _det(image_id, box, label, score):
 
 DATA = DetectionSet(
     [_record(0, [[10, 10, 50, 50], [60, 60, 120, 140]], [1, 2]), _record(1, [[0, 0, 30, 30]], [1])],
-    ["a", "b"], "voc",
+    ["a", "b"],
+    "voc",
 )
 
 
 def test_perfect_detector_scores_one():
-    dets = [_det(r.image_id, b, int(l), 0.9) for r in DATA.records for b, l in zip(r.boxes.tolist(), r.labels)]
+    dets = [_det(r.image_id, b, int(c), 0.9) for r in DATA.records for b, c in zip(r.boxes.tolist(), r.labels)]
     assert voc_ap_per_class(DATA, dets) == {"a": 1.0, "b": 1.0}
     assert voc_ap_per_class(DATA, dets, eleven_point=False) == {"a": 1.0, "b": 1.0}
 

@@ -2,17 +2,15 @@
 
 import re
 import shutil
-from pathlib import Path
 
 import pandas as pd
-import pytest
 import yaml
-
-from conftest import REPO, run_snakemake as _snakemake
+from conftest import REPO
+from conftest import run_snakemake as _snakemake
 
 
 def _job_counts(output: str) -> dict[str, int]:
-    table = output[output.index("Job stats:"):]
+    table = output[output.index("Job stats:") :]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
 
@@ -29,15 +27,27 @@ def test_paper_dry_run_has_a_job_per_run_the_tables_need():
     # x {none, scb ARM, scb ARM+ODM}; Table 5 twelve COCO runs (six detectors x {none, scb}); Tables 3-4 and 6-9
     # reuse them. Each run is evaluated on one split, COCO runs also on test-dev; one figure per dataset x model
     # trained (3 VOC + 6 COCO) plus Fig. 1's augmented VOC SSD300.
-    assert counts == {"real_data": 2, "run_config": 22, "train": 22, "curves": 22, "evaluate": 22,
-                      "evaluate_test_dev": 12, "match_stats": 10, "table": 9, "summary": 1, "all": 1, "total": 123}
+    assert counts == {
+        "real_data": 2,
+        "run_config": 22,
+        "train": 22,
+        "curves": 22,
+        "evaluate": 22,
+        "evaluate_test_dev": 12,
+        "match_stats": 10,
+        "table": 9,
+        "summary": 1,
+        "all": 1,
+        "total": 123,
+    }
 
 
 def test_a_given_configfile_replaces_the_toy_default(tmp_path):
     """Toy-only keys (the 512-px detectors' batch size 4) must not leak into the paper's runs."""
     run_yaml = tmp_path / "runs" / "coco-ssd512-none-s0" / "train.yaml"
-    code, output = _snakemake("--cores", "1", "--configfile", "config/paper.yaml", "--config", f"results={tmp_path}",
-                              "--", str(run_yaml))
+    code, output = _snakemake(
+        "--cores", "1", "--configfile", "config/paper.yaml", "--config", f"results={tmp_path}", "--", str(run_yaml)
+    )
     assert code == 0, output[-3000:]
     values = yaml.safe_load(run_yaml.read_text())
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["train"]
@@ -114,15 +124,16 @@ def test_tables_render_from_imported_metrics_without_training(toy_pipeline, tmp_
     counts = _job_counts(output)
     assert counts["table"] == 9 and not {"train", "evaluate", "match_stats", "toy_data"} & set(counts)
     for number in range(5, 10):  # the COCO tables do not use the missing VOC run
-        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "elsewhere" / "tables" / f"table{number}.csv"),
-                                      pd.read_csv(results / "tables" / f"table{number}.csv"))
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "elsewhere" / "tables" / f"table{number}.csv"),
+            pd.read_csv(results / "tables" / f"table{number}.csv"),
+        )
     rendered = pd.read_csv(tmp_path / "elsewhere" / "tables" / "table1.csv").set_index("row")
     local = pd.read_csv(results / "tables" / "table1.csv").set_index("row")
     assert pd.isna(rendered.loc["1", "mean"]) and rendered.loc["1", "seeds"] == 0  # the SSD300 + none row
     # the missing row's empty 'within' makes that column object-typed; the values must still agree
     pd.testing.assert_frame_equal(rendered.drop(index="1"), local.drop(index="1"), check_dtype=False)
     assert "not run" in (tmp_path / "elsewhere" / "tables" / "table1.md").read_text()
-
 
 
 def test_plan_estimates_gpu_hours_per_table():

@@ -31,8 +31,10 @@ def _data_check(args: argparse.Namespace) -> int:
 
     found, problems = check_folder(Path(args.folder))
     for name, data in found:
-        print(f"## {name}: {len(data.records)} images, "
-              f"{sum(1 for r in data.records if len(r) == 0)} without objects, {data.num_classes} classes")
+        print(
+            f"## {name}: {len(data.records)} images, "
+            f"{sum(1 for r in data.records if len(r) == 0)} without objects, {data.num_classes} classes"
+        )
         print(summarize(data).to_string())
         print()
     for problem in problems:
@@ -57,29 +59,42 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .engine.evaluate import evaluate
 
     thresholds = tuple(float(t) for t in args.thresholds.split(","))
-    metrics = evaluate(Path(args.checkpoint), args.dataset, Path(args.root), args.split, Path(args.out),
-                       name=args.name, coco_backend=args.coco_backend, thresholds=thresholds,
-                       eleven_point=not args.all_point, batch_size=args.batch_size, num_workers=args.workers)
+    metrics = evaluate(
+        Path(args.checkpoint),
+        args.dataset,
+        Path(args.root),
+        args.split,
+        Path(args.out),
+        name=args.name,
+        coco_backend=args.coco_backend,
+        thresholds=thresholds,
+        eleven_point=not args.all_point,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+    )
     summary = {k: metrics[k] for k in ("voc_map", "coco", "test_dev") if k in metrics}
     print(f"{args.out}/metrics.json: {summary}")
     return 0
 
 
 def _match_stats(args: argparse.Namespace) -> int:
+    from . import detectors
     from .atomic import write_text
     from .data import load_dataset
-    from . import detectors
     from .engine.matchstats import matching_statistics, plot_histograms
 
     data = load_dataset(args.dataset, Path(args.root), args.split)
-    stats = matching_statistics(data, detectors.get(args.model).layout(args.priors), augment=args.augment, seed=args.seed,
-                                progress=True)
+    stats = matching_statistics(
+        data, detectors.get(args.model).layout(args.priors), augment=args.augment, seed=args.seed, progress=True
+    )
     print(f"{len(stats)} objects in {len(data.records)} images")
     csv, png = Path(args.csv), Path(args.png)
     for folder in {csv.parent, png.parent}:
         folder.mkdir(parents=True, exist_ok=True)
     write_text(csv, stats.to_csv(index=False))
-    title = f"{args.model} priors ({args.priors}) on {args.dataset}/{args.split}" + (", augmented" if args.augment else "")
+    title = f"{args.model} priors ({args.priors}) on {args.dataset}/{args.split}" + (
+        ", augmented" if args.augment else ""
+    )
     plot_histograms(stats, png, title)
     print(stats.groupby("bucket")["matches"].describe().to_string())
     return 0

@@ -37,7 +37,7 @@ class Run:
         return f"{self.dataset}-{self.model}-{self.weighting}{variant}-s{self.seed}"
 
     @property
-    def setting(self) -> "Run":
+    def setting(self) -> Run:
         """The same run without its seed: what a table row refers to."""
         return Run(self.dataset, self.model, self.weighting, self.variant, 0)
 
@@ -70,8 +70,9 @@ def _validate_table(spec, path: Path, schema: dict) -> None:
         for index, row in enumerate(spec["rows"]):
             run, where = row["run"], _where(spec, ["rows", index])
             if run["model"] not in detectors.names():
-                problems.append(f"{where}: run.model {run['model']!r} is not a registered detector "
-                                f"({', '.join(detectors.names())})")
+                problems.append(
+                    f"{where}: run.model {run['model']!r} is not a registered detector ({', '.join(detectors.names())})"
+                )
             elif run.get("variant"):
                 try:
                     detectors.get(run["model"]).check_variant(run["variant"])
@@ -110,8 +111,10 @@ def table_specs(config: dict, schema: Path | None = None) -> list[dict]:
     specs = [load_table_spec(folder / f"{table}.yaml", schema) for table in config["tables"]]
     for spec in specs:
         if spec["dataset"] not in config["data"]:
-            raise TableSpecError(f"{folder / spec['id']}.yaml: dataset {spec['dataset']!r} is not one of the config's "
-                                 f"data entries ({', '.join(config['data'])})")
+            raise TableSpecError(
+                f"{folder / spec['id']}.yaml: dataset {spec['dataset']!r} is not one of the config's "
+                f"data entries ({', '.join(config['data'])})"
+            )
     return specs
 
 
@@ -142,8 +145,11 @@ def figure_entries(config: dict, runs) -> list[dict]:
 def _merge(base: dict, override: dict | None) -> dict:
     merged = copy.deepcopy(base)
     for key, value in (override or {}).items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+        merged[key] = (
+            _merge(merged[key], value)
+            if isinstance(value, dict) and isinstance(merged.get(key), dict)
             else copy.deepcopy(value)
+        )
     return merged
 
 
@@ -164,10 +170,14 @@ def train_config(config: dict, run: Run) -> dict:
     values = _merge(values, recipe.get("models", {}).get(run.model, {}).get("all"))
     values = _merge(values, recipe.get("models", {}).get(run.model, {}).get(run.dataset))
     kind, root = dataset_location(config, run.dataset)
-    values.update({
-        "model": run.model, "weighting": run.weighting, "seed": run.seed,
-        "dataset": {"kind": kind, "root": root, "split": TRAIN_SPLIT[run.dataset]},
-    })
+    values.update(
+        {
+            "model": run.model,
+            "weighting": run.weighting,
+            "seed": run.seed,
+            "dataset": {"kind": kind, "root": root, "split": TRAIN_SPLIT[run.dataset]},
+        }
+    )
     if run.variant:
         values["variant"] = run.variant
     return values
@@ -204,12 +214,27 @@ def plan(config: dict) -> str:
         lines.append(f"{spec['id']}: {len(runs)} runs ({len(new)} new), {hours:.1f} GPU-h for the new ones")
     rates = {model: training_rate(config, model) for model in sorted({run.model for run in seen})}
     lines.append(f"total: {len(seen)} training runs, {total_hours:.1f} GPU-h of training")
-    lines.append(f"rates (images/s per GPU, measured on {config['throughput_on']!r} unless the config's throughput "
-                 "sets them): " + ", ".join(f"{m} {r if r else 'unknown'}" for m, r in rates.items()))
+    lines.append(
+        f"rates (images/s per GPU, measured on {config['throughput_on']!r} unless the config's throughput "
+        "sets them): " + ", ".join(f"{m} {r if r else 'unknown'}" for m, r in rates.items())
+    )
     lines.append("jobs per rule: see `snakemake -n` (its Job stats)")
     return "\n".join(lines)
 
 
-__all__ = ["Run", "TableSpecError", "dataset_location", "eval_splits", "figure_entries", "gpu_hours",
-           "load_table_spec", "metrics_path", "plan", "row_run", "runs_for_tables", "table_specs", "train_config",
-           "training_rate"]
+__all__ = [
+    "Run",
+    "TableSpecError",
+    "dataset_location",
+    "eval_splits",
+    "figure_entries",
+    "gpu_hours",
+    "load_table_spec",
+    "metrics_path",
+    "plan",
+    "row_run",
+    "runs_for_tables",
+    "table_specs",
+    "train_config",
+    "training_rate",
+]

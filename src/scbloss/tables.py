@@ -41,17 +41,30 @@ def table_cells(spec: dict, runs_dir: Path, seeds: int) -> list[dict]:
     cells = []
     means: dict[tuple[str, str], float] = {}
     for row in spec["rows"]:
-        found = [_read_metrics(Path(metrics_path(runs_dir, row_run(spec, row, seed).id, spec["split"])))
-                 for seed in range(seeds)]
+        found = [
+            _read_metrics(Path(metrics_path(runs_dir, row_run(spec, row, seed).id, spec["split"])))
+            for seed in range(seeds)
+        ]
         found = [m for m in found if m is not None]
         for column in spec["columns"]:
             key = column["key"]
             paper = row.get("paper", {}).get(key)
             paper_percent = paper.get("percent") if isinstance(paper, dict) else paper
-            cell = {"table": spec["id"], "row": row["label"], "column": key, "paper": paper_percent,
-                    "paper_counts": f"{paper['hits']}/{paper['total']}" if isinstance(paper, dict) and "hits" in paper
-                    else "", "tolerance": row.get("tolerance", spec.get("tolerance")), "seeds": len(found),
-                    "mean": None, "std": None, "counts": "", "static": None}
+            cell = {
+                "table": spec["id"],
+                "row": row["label"],
+                "column": key,
+                "paper": paper_percent,
+                "paper_counts": f"{paper['hits']}/{paper['total']}"
+                if isinstance(paper, dict) and "hits" in paper
+                else "",
+                "tolerance": row.get("tolerance", spec.get("tolerance")),
+                "seeds": len(found),
+                "mean": None,
+                "std": None,
+                "counts": "",
+                "static": None,
+            }
             if column.get("static"):
                 cell["static"] = row.get("static", {}).get(key, "")
             elif column.get("improvement_of") and not row.get("baseline"):
@@ -109,12 +122,17 @@ def render_table(spec: dict, cells: list[dict], templates: Path, toy: bool) -> d
         by_row.setdefault(cell["row"], []).append(_format_cell(cell, decimals))
     compared = [c for c in cells if c["within"] is not None]
     context = {
-        "spec": spec, "columns": spec["columns"], "rows": [{"label": label, "cells": row} for label, row in by_row.items()],
-        "toy": toy, "within": sum(c["within"] for c in compared), "compared": len(compared),
+        "spec": spec,
+        "columns": spec["columns"],
+        "rows": [{"label": label, "cells": row} for label, row in by_row.items()],
+        "toy": toy,
+        "within": sum(c["within"] for c in compared),
+        "compared": len(compared),
         "not_run": sorted({c["row"] for c in cells if c["mean"] is None and c["static"] is None}),
     }
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), undefined=jinja2.StrictUndefined,
-                                     keep_trailing_newline=True)
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
     environment.filters["tex"] = lambda text: str(text).replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")
     return {suffix: environment.get_template(f"table.{suffix}.j2").render(**context) for suffix in ("md", "tex")}
 
@@ -135,8 +153,11 @@ def summary(csv_files: list[Path], toy: bool) -> str:
     frames = [pd.read_csv(path) for path in csv_files]
     lines = ["# Reproduction summary", ""]
     if toy:
-        lines += ["Reproduced on the generated toy dataset: the paper's numbers are shown for reference and are not "
-                  "expected to match; nothing fails on a difference.", ""]
+        lines += [
+            "Reproduced on the generated toy dataset: the paper's numbers are shown for reference and are not "
+            "expected to match; nothing fails on a difference.",
+            "",
+        ]
     lines += ["| table | within tolerance / compared | cells not run |", "|---|---|---|"]
     total_within = total_compared = 0
     for frame in frames:

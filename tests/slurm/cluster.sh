@@ -4,8 +4,8 @@
 #   cluster.sh start     write the config, start munged, slurmctld and slurmd, wait until the node is idle
 #   cluster.sh stop      cancel leftover jobs and end the daemons this script started (by their pid files)
 # State, logs and pid files live in $SCBLOSS_SLURM_DIR (default /tmp/scbloss-slurm). The node offers a stand-in
-# GPU per CPU (up to 4; gres backed by /dev/null, /dev/zero, ...), so jobs asking for --gpus=1 schedule. No accounting daemon: the profile for this
-# cluster (profiles/slurm-ci) checks job states with squeue.
+# GPU per CPU (up to 4; gres backed by /dev/null, /dev/zero, ...), so jobs asking for --gpus=1 schedule. No
+# accounting daemon: its site values (tests/slurm/site.yaml) make profiles/slurm check job states with squeue.
 set -euo pipefail
 DIR=${SCBLOSS_SLURM_DIR:-/tmp/scbloss-slurm}
 HOST=$(hostname -s)

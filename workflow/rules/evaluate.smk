@@ -8,6 +8,13 @@ rule evaluate:
         data=lambda w: dataset_marker(RUNS[w.run].dataset),
     output:
         experiments.metrics_path(f"{RESULTS}/runs", "{run}", "{split}"),
+    log:
+        f"{RESULTS}/logs/evaluate/{{run}}-{{split}}.log",
+    conda:
+        ENV
+    threads: config["resources"]["evaluate"]["cpus_per_task"]
+    resources:
+        **resources_of("evaluate"),
     params:
         dataset=lambda w: dataset_args(RUNS[w.run].dataset),
         out=lambda w, output: os.path.dirname(output[0]),
@@ -15,13 +22,6 @@ rule evaluate:
         backend=config["evaluate"]["coco_backend"],
         batch=config["evaluate"]["batch_size"],
         workers=config["evaluate"]["workers"],
-    log:
-        f"{RESULTS}/logs/evaluate/{{run}}-{{split}}.log",
-    threads: config["resources"]["evaluate"]["cpus_per_task"]
-    resources:
-        **resources_of("evaluate"),
-    conda:
-        ENV
     shell:
         "OMP_NUM_THREADS={threads} python -m scbloss evaluate --checkpoint {input.model} {params.dataset} "
         "--split {wildcards.split} --out {params.out} --thresholds {params.thresholds} "
@@ -34,15 +34,15 @@ rule evaluate_test_dev:
         data=lambda w: dataset_marker(RUNS[w.run].dataset),
     output:
         f"{RESULTS}/runs/{{run}}/eval/test-dev/detections_test-dev2017_{{run}}_results.zip",
+    log:
+        f"{RESULTS}/logs/evaluate/{{run}}-test-dev.log",
+    conda:
+        ENV
+    resources:
+        **resources_of("evaluate"),
     params:
         dataset=lambda w: dataset_args(RUNS[w.run].dataset),
         out=lambda w, output: os.path.dirname(output[0]),
-    log:
-        f"{RESULTS}/logs/evaluate/{{run}}-test-dev.log",
-    resources:
-        **resources_of("evaluate"),
-    conda:
-        ENV
     shell:
         "python -m scbloss evaluate --checkpoint {input.model} {params.dataset} --split test-dev --out {params.out} "
         "--name {wildcards.run} > {log} 2>&1"
@@ -59,11 +59,11 @@ rule match_stats:
             category="Matching statistics",
             labels={"figure": "{name}"},
         ),
-    params:
-        args=lambda w: match_stats_args(w.name),
     log:
         f"{RESULTS}/logs/match_stats/{{name}}.log",
     conda:
         ENV
+    params:
+        args=lambda w: match_stats_args(w.name),
     shell:
         "python -m scbloss match-stats {params.args} --csv {output.csv} --png {output.png} > {log} 2>&1"

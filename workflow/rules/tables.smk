@@ -15,15 +15,15 @@ rule table:
             category="Tables",
             labels={"table": "{table}"},
         ),
+    log:
+        f"{RESULTS}/logs/tables/{{table}}.log",
+    conda:
+        ENV
     params:
         runs_dir=RUNS_DIR,
         seeds=SEEDS,
         templates=lambda w, input: os.path.dirname(input.templates[0]),
         toy="--toy" if TOY and not IMPORTED else "",
-    log:
-        f"{RESULTS}/logs/tables/{{table}}.log",
-    conda:
-        ENV
     shell:
         "python -m scbloss tables render --spec {input.spec} --runs-dir {params.runs_dir} --seeds {params.seeds} "
         "--templates {params.templates} --out-dir $(dirname {output.md}) {params.toy} > {log} 2>&1"
@@ -34,12 +34,12 @@ rule summary:
         [f"{RESULTS}/tables/{spec['id']}.csv" for spec in SPECS],
     output:
         report(f"{RESULTS}/tables/summary.md", caption="../report/summary.rst", category="Tables"),
-    params:
-        toy="--toy" if TOY and not IMPORTED else "",
     log:
         f"{RESULTS}/logs/tables/summary.log",
     conda:
         ENV
+    params:
+        toy="--toy" if TOY and not IMPORTED else "",
     shell:
         "python -m scbloss tables summary {input} --out {output} {params.toy} > {log} 2>&1"
 

@@ -6,12 +6,12 @@
 rule run_config:
     output:
         f"{RESULTS}/runs/{{run}}/train.yaml",
-    params:
-        values=lambda w: experiments.train_config(config, RUNS[w.run]),
     log:
         f"{RESULTS}/logs/run_config/{{run}}.log",
     conda:
         ENV
+    params:
+        values=lambda w: experiments.train_config(config, RUNS[w.run]),
     script:
         "../scripts/write_run_config.py"
 
@@ -23,15 +23,15 @@ rule train:
     output:
         model=f"{RESULTS}/runs/{{run}}/model_final.pt",
         metrics=f"{RESULTS}/runs/{{run}}/metrics.csv",
-    params:
-        out=lambda w: f"{RESULTS}/runs/{w.run}",
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
+    conda:
+        ENV
     threads: config["resources"]["train"]["cpus_per_task"]
     resources:
         **resources_of("train"),
-    conda:
-        ENV
+    params:
+        out=lambda w: f"{RESULTS}/runs/{w.run}",
     shell:
         # >> keeps the log of an interrupted attempt; the retry appends "resumed from iteration N"
         "OMP_NUM_THREADS={threads} python -m scbloss train --config {input.config} --out {params.out} >> {log} 2>&1"

@@ -28,7 +28,8 @@ def summarize(data: DetectionSet) -> pd.DataFrame:
             rows.append({"class": data.class_names[label - 1], "bucket": bucket, "counted": bool(counted)})
     frame = pd.DataFrame(rows, columns=["class", "bucket", "counted"])
     table = (
-        frame[frame["counted"]].pivot_table(index="class", columns="bucket", aggfunc="size", fill_value=0)
+        frame[frame["counted"]]
+        .pivot_table(index="class", columns="bucket", aggfunc="size", fill_value=0)
         .reindex(index=data.class_names, columns=["small", "medium", "large"], fill_value=0)
     )
     table["ignored"] = frame[~frame["counted"]].groupby("class").size().reindex(data.class_names, fill_value=0)

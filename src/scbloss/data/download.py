@@ -48,10 +48,18 @@ def _fetch_once(url: str, partial: Path, timeout: float, progress: bool) -> None
             have = 0
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        with open(partial, "ab" if resumed else "wb") as out, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=partial.name.removesuffix(".part"),
-            disable=not progress, mininterval=5,
-        ) as bar:
+        with (
+            open(partial, "ab" if resumed else "wb") as out,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                desc=partial.name.removesuffix(".part"),
+                disable=not progress,
+                mininterval=5,
+            ) as bar,
+        ):
             for block in iter(lambda: response.read(CHUNK), b""):
                 out.write(block)
                 bar.update(len(block))
@@ -106,7 +114,9 @@ def _check_member_name(name: str, archive: Path) -> None:
     normal = name.replace("\\", "/")
     parts = PurePosixPath(normal).parts
     if normal.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
-        raise DownloadError(f"{archive}: refused to extract: member {name!r} would be written outside the target folder")
+        raise DownloadError(
+            f"{archive}: refused to extract: member {name!r} would be written outside the target folder"
+        )
 
 
 def unpack(archive: Path, into: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -95,8 +95,9 @@ def collate(batch):
     return torch.stack(images), list(targets)
 
 
-def make_loader(dataset: Dataset, batch_sampler: Sampler | None = None, batch_size: int = 1,
-                num_workers: int = 0) -> DataLoader:
+def make_loader(
+    dataset: Dataset, batch_sampler: Sampler | None = None, batch_size: int = 1, num_workers: int = 0
+) -> DataLoader:
     """A DataLoader over iteration batches (training) or the dataset in order (evaluation)."""
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate)

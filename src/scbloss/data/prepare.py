@@ -31,8 +31,9 @@ def check_layout(name: str, folder: Path) -> None:
         raise FileNotFoundError(f"{folder}: not an extracted {name.upper()} folder (missing {', '.join(missing)})")
 
 
-def prepare(name: str, root: Path, mirror: str | None = None, existing: Path | None = None,
-            progress: bool = True) -> Path:
+def prepare(
+    name: str, root: Path, mirror: str | None = None, existing: Path | None = None, progress: bool = True
+) -> Path:
     """Make ``root/<VOCdevkit|coco>`` hold the dataset and return it.
 
     With ``existing``, an already-extracted copy is checked and linked in place of a download. Otherwise every

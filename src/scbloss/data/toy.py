@@ -146,11 +146,16 @@ def _coco_json(entries: list[tuple[int, str, int, int, list[dict]]]) -> dict:
         for obj in objects:
             x1, y1, x2, y2 = obj["box"]
             w, h = x2 - x1 + 1, y2 - y1 + 1
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id,
-                "category_id": TOY_CATEGORY_IDS[TOY_CLASSES.index(obj["name"])],
-                "bbox": [x1, y1, w, h], "area": w * h, "iscrowd": int(obj["difficult"]),
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": TOY_CATEGORY_IDS[TOY_CLASSES.index(obj["name"])],
+                    "bbox": [x1, y1, w, h],
+                    "area": w * h,
+                    "iscrowd": int(obj["difficult"]),
+                }
+            )
     categories = [{"id": c, "name": n, "supercategory": "shape"} for c, n in zip(TOY_CATEGORY_IDS, TOY_CLASSES)]
     return {"images": images, "annotations": annotations, "categories": categories}
 

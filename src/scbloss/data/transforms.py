@@ -12,7 +12,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def train_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Transform:
-    """Photometric distortion, zoom-out (x1-4, mean fill, p=0.5), min-IoU crop, resize, flip, normalize (SSD, Sec. 2.2)."""
+    """SSD's augmentation (Sec. 2.2): photometric distortion, zoom-out (x1-4, mean fill, p=0.5), min-IoU crop,
+    resize, flip, normalize."""
     mean_pixel = tuple(round(255 * m) for m in mean)
     return v2.Compose(
         [

@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from .records import DatasetError, DetectionSet, ImageRecord, sanitize_boxes
 
 VOC_CLASSES = [
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 ]
 
 
@@ -23,7 +41,9 @@ def _text(node: ET.Element, tag: str, source: Path) -> str:
     return child.text.strip()
 
 
-def read_voc_annotation(xml_file: Path, image_dir: Path, classes: Sequence[str], image_id: int) -> tuple[ImageRecord, int]:
+def read_voc_annotation(
+    xml_file: Path, image_dir: Path, classes: Sequence[str], image_id: int
+) -> tuple[ImageRecord, int]:
     """One VOC XML file -> record (boxes converted to 0-based pixels, as ssd.pytorch does) and the dropped count."""
     try:
         root = ET.parse(xml_file).getroot()
@@ -56,8 +76,14 @@ def read_voc_annotation(xml_file: Path, image_dir: Path, classes: Sequence[str],
         boxes.append(coords)
         labels.append(classes.index(name) + 1)
         difficult.append(flag is not None and (flag.text or "0").strip() == "1")
-    clipped, keep = sanitize_boxes(np.array(boxes, dtype=np.float32).reshape(-1, 4), width, height, str(xml_file),
-                                   max_x=width - 1, max_y=height - 1)
+    clipped, keep = sanitize_boxes(
+        np.array(boxes, dtype=np.float32).reshape(-1, 4),
+        width,
+        height,
+        str(xml_file),
+        max_x=width - 1,
+        max_y=height - 1,
+    )
     record = ImageRecord(
         image_id=image_id,
         file=image_file,

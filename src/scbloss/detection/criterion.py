@@ -6,7 +6,7 @@ detectron2) and ``num_pos``, the positive priors the normalizer counts.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -49,9 +49,12 @@ class RefineDetCriterion:
             rejected = arm_conf.softmax(dim=-1)[..., 1] <= ARM_REJECT
         odm = self.odm(odm_loc, odm_conf, model.refined_priors(arm_loc), targets, not_negative=rejected)
         return {
-            "loss_arm_cls": arm["loss_cls"], "loss_arm_loc": arm["loss_loc"],
-            "loss_odm_cls": odm["loss_cls"], "loss_odm_loc": odm["loss_loc"],
-            "num_pos": odm["num_pos"], "num_pos_arm": arm["num_pos"],
+            "loss_arm_cls": arm["loss_cls"],
+            "loss_arm_loc": arm["loss_loc"],
+            "loss_odm_cls": odm["loss_cls"],
+            "loss_odm_loc": odm["loss_loc"],
+            "num_pos": odm["num_pos"],
+            "num_pos_arm": arm["num_pos"],
         }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -100,8 +100,9 @@ class MultiBoxLoss(nn.Module):
         shared = priors.dim() == 2
 
         with torch.no_grad():
-            matched = match_concat(gt_boxes, image_of_gt, batch, self._intervals(priors) if shared else priors,
-                                   self.iou_threshold)
+            matched = match_concat(
+                gt_boxes, image_of_gt, batch, self._intervals(priors) if shared else priors, self.iou_threshold
+            )
             positive = matched >= 0
             pos_image, pos_prior = positive.nonzero(as_tuple=True)
             pos_gt = matched[pos_image, pos_prior]
@@ -147,8 +148,10 @@ class MultiBoxLoss(nn.Module):
     def _check_shapes(
         loc_pred: torch.Tensor, conf_pred: torch.Tensor, priors: torch.Tensor, targets: Sequence[Target]
     ) -> tuple[int, int, int]:
-        if priors.dim() not in (2, 3) or priors.shape[-1] != 4 or (
-            priors.dim() == 3 and priors.shape[0] != loc_pred.shape[0]
+        if (
+            priors.dim() not in (2, 3)
+            or priors.shape[-1] != 4
+            or (priors.dim() == 3 and priors.shape[0] != loc_pred.shape[0])
         ):
             raise ValueError(f"MultiBoxLoss: priors must be [A, 4] or [B, A, 4], got {list(priors.shape)}")
         num_priors = priors.shape[-2]

@@ -12,25 +12,42 @@ from .ssd import CPU, H200
 # (torchvision's 0.07 ... 1.05 and ssd.pytorch's 0.04 ... 1.06 fractions of the input).
 _MAPS_321 = (41, 21, 11, 6, 3, 1)
 _MAPS_513 = (65, 33, 17, 9, 5, 3, 1)
-DSSD321_LAYOUT = PriorLayout(321, _MAPS_321, uniform_steps(321, _MAPS_321),
-                             *scale_fractions(321, (0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05)), ((1.6, 2, 3),) * 6)
-DSSD513_LAYOUT = PriorLayout(513, _MAPS_513, uniform_steps(513, _MAPS_513),
-                             *scale_fractions(513, (0.04, 0.1, 0.26, 0.42, 0.58, 0.74, 0.9, 1.06)), ((1.6, 2, 3),) * 7)
+DSSD321_LAYOUT = PriorLayout(
+    321,
+    _MAPS_321,
+    uniform_steps(321, _MAPS_321),
+    *scale_fractions(321, (0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05)),
+    ((1.6, 2, 3),) * 6,
+)
+DSSD513_LAYOUT = PriorLayout(
+    513,
+    _MAPS_513,
+    uniform_steps(513, _MAPS_513),
+    *scale_fractions(513, (0.04, 0.1, 0.26, 0.42, 0.58, 0.74, 0.9, 1.06)),
+    ((1.6, 2, 3),) * 7,
+)
 
-DSSD321 = register(DetectorSpec(
-    name="dssd321",
-    network="scbloss.models.dssd:DSSD",
-    layouts={"voc": DSSD321_LAYOUT, "coco": DSSD321_LAYOUT},  # DSSD's recipe has COCO's sizes only
-    backbone_loader="scbloss.models.pretrained:load_resnet101_imagenet",
-    throughput={"h200": Throughput(341, H200), "cpu": Throughput(14.5, CPU)},
-    summary="DSSD: ResNet-101 (conv5 dilated), SSD extras, deconvolution + prediction modules; 18312 priors",
-))
+DSSD321 = register(
+    DetectorSpec(
+        name="dssd321",
+        network="scbloss.models.dssd:DSSD",
+        layouts={"voc": DSSD321_LAYOUT, "coco": DSSD321_LAYOUT},  # DSSD's recipe has COCO's sizes only
+        backbone_loader="scbloss.models.pretrained:load_resnet101_imagenet",
+        throughput={"h200": Throughput(341, H200), "cpu": Throughput(14.5, CPU)},
+        summary="DSSD: ResNet-101 (conv5 dilated), SSD extras, deconvolution + prediction modules; 18312 priors",
+    )
+)
 
-DSSD513 = register(DetectorSpec(
-    name="dssd513",
-    network="scbloss.models.dssd:DSSD",
-    layouts={"voc": DSSD513_LAYOUT, "coco": DSSD513_LAYOUT},
-    backbone_loader="scbloss.models.pretrained:load_resnet101_imagenet",
-    throughput={"h200": Throughput(160, H200.replace("batch 32", "batch 20")), "cpu": Throughput(6.0, CPU.replace("batch 8", "batch 4"))},
-    summary="DSSD at 513 px, 45752 priors",
-))
+DSSD513 = register(
+    DetectorSpec(
+        name="dssd513",
+        network="scbloss.models.dssd:DSSD",
+        layouts={"voc": DSSD513_LAYOUT, "coco": DSSD513_LAYOUT},
+        backbone_loader="scbloss.models.pretrained:load_resnet101_imagenet",
+        throughput={
+            "h200": Throughput(160, H200.replace("batch 32", "batch 20")),
+            "cpu": Throughput(6.0, CPU.replace("batch 8", "batch 4")),
+        },
+        summary="DSSD at 513 px, 45752 priors",
+    )
+)

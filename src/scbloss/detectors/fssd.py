@@ -13,20 +13,24 @@ def _with_ratio_3_below(layout: PriorLayout) -> PriorLayout:
     return PriorLayout(layout.image_size, layout.feature_maps, layout.steps, layout.min_sizes, layout.max_sizes, ratios)
 
 
-FSSD300 = register(DetectorSpec(
-    name="fssd300",
-    network="scbloss.models.fssd:FSSD",
-    layouts={family: _with_ratio_3_below(layout) for family, layout in SSD300_LAYOUTS.items()},
-    backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
-    throughput={"h200": Throughput(712, H200), "cpu": Throughput(18.5, CPU)},
-    summary="FSSD: conv4_3, fc7, conv7_2 fused at 38x38, BatchNorm, new pyramid; 11620 priors",
-))
+FSSD300 = register(
+    DetectorSpec(
+        name="fssd300",
+        network="scbloss.models.fssd:FSSD",
+        layouts={family: _with_ratio_3_below(layout) for family, layout in SSD300_LAYOUTS.items()},
+        backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
+        throughput={"h200": Throughput(712, H200), "cpu": Throughput(18.5, CPU)},
+        summary="FSSD: conv4_3, fc7, conv7_2 fused at 38x38, BatchNorm, new pyramid; 11620 priors",
+    )
+)
 
-FSSD512 = register(DetectorSpec(
-    name="fssd512",
-    network="scbloss.models.fssd:FSSD",
-    layouts={family: _with_ratio_3_below(layout) for family, layout in SSD512_LAYOUTS.items()},
-    backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
-    throughput={"h200": Throughput(306, H200), "cpu": Throughput(5.1, CPU.replace("batch 8", "batch 4"))},
-    summary="FSSD at 512 px, 32756 priors",
-))
+FSSD512 = register(
+    DetectorSpec(
+        name="fssd512",
+        network="scbloss.models.fssd:FSSD",
+        layouts={family: _with_ratio_3_below(layout) for family, layout in SSD512_LAYOUTS.items()},
+        backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
+        throughput={"h200": Throughput(306, H200), "cpu": Throughput(5.1, CPU.replace("batch 8", "batch 4"))},
+        summary="FSSD at 512 px, 32756 priors",
+    )
+)

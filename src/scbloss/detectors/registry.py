@@ -11,9 +11,10 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..detection.layout import PriorLayout
 
@@ -55,8 +56,9 @@ class DetectorSpec:
         try:
             return self.layouts[family]
         except KeyError:
-            raise ValueError(f"{self.name}: no prior layout for dataset family {family!r}; it has "
-                             f"{', '.join(self.layouts)}") from None
+            raise ValueError(
+                f"{self.name}: no prior layout for dataset family {family!r}; it has {', '.join(self.layouts)}"
+            ) from None
 
     def check_variant(self, variant: str) -> None:
         if variant and variant not in self.variants:

@@ -14,36 +14,64 @@ SSD512_RATIOS = ((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,))
 
 # The sizes of the SSD papers' Caffe recipes (ssd_pascal.py / ssd_coco.py), as ssd.pytorch's config.py lists them.
 SSD300_LAYOUTS = {
-    "voc": PriorLayout(300, SSD300_MAPS, SSD300_STEPS, sizes((30, 60, 111, 162, 213, 264)),
-                       sizes((60, 111, 162, 213, 264, 315)), SSD300_RATIOS),
-    "coco": PriorLayout(300, SSD300_MAPS, SSD300_STEPS, sizes((21, 45, 99, 153, 207, 261)),
-                        sizes((45, 99, 153, 207, 261, 315)), SSD300_RATIOS),
+    "voc": PriorLayout(
+        300,
+        SSD300_MAPS,
+        SSD300_STEPS,
+        sizes((30, 60, 111, 162, 213, 264)),
+        sizes((60, 111, 162, 213, 264, 315)),
+        SSD300_RATIOS,
+    ),
+    "coco": PriorLayout(
+        300,
+        SSD300_MAPS,
+        SSD300_STEPS,
+        sizes((21, 45, 99, 153, 207, 261)),
+        sizes((45, 99, 153, 207, 261, 315)),
+        SSD300_RATIOS,
+    ),
 }
 SSD512_LAYOUTS = {
-    "voc": PriorLayout(512, SSD512_MAPS, SSD512_STEPS, sizes((35, 76, 153, 230, 307, 384, 460)),
-                       sizes((76, 153, 230, 307, 384, 460, 537)), SSD512_RATIOS),
-    "coco": PriorLayout(512, SSD512_MAPS, SSD512_STEPS, sizes((20, 51, 133, 215, 296, 378, 460)),
-                        sizes((51, 133, 215, 296, 378, 460, 542)), SSD512_RATIOS),
+    "voc": PriorLayout(
+        512,
+        SSD512_MAPS,
+        SSD512_STEPS,
+        sizes((35, 76, 153, 230, 307, 384, 460)),
+        sizes((76, 153, 230, 307, 384, 460, 537)),
+        SSD512_RATIOS,
+    ),
+    "coco": PriorLayout(
+        512,
+        SSD512_MAPS,
+        SSD512_STEPS,
+        sizes((20, 51, 133, 215, 296, 378, 460)),
+        sizes((51, 133, 215, 296, 378, 460, 542)),
+        SSD512_RATIOS,
+    ),
 }
 
 H200 = "NVIDIA H200, model-only train step (forward, loss, backward, SGD), fp16 AMP, batch 32, torch 2.11"
 # CPU rates: this project's 2-core CI machine, 2026-11-26, for the toy pipeline's estimates.
 CPU = "2-core x86-64 CPU, model-only train step at width 0.125 with trunk BatchNorm, batch 8, torch 2.14.1"
 
-SSD300 = register(DetectorSpec(
-    name="ssd300",
-    network="scbloss.models.ssd:SSD",
-    layouts=SSD300_LAYOUTS,
-    backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
-    throughput={"h200": Throughput(836, H200), "cpu": Throughput(12.7, CPU)},
-    summary="SSD on VGG16 (L2Norm conv4_3, dilated fc6/fc7), 8732 priors",
-))
+SSD300 = register(
+    DetectorSpec(
+        name="ssd300",
+        network="scbloss.models.ssd:SSD",
+        layouts=SSD300_LAYOUTS,
+        backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
+        throughput={"h200": Throughput(836, H200), "cpu": Throughput(12.7, CPU)},
+        summary="SSD on VGG16 (L2Norm conv4_3, dilated fc6/fc7), 8732 priors",
+    )
+)
 
-SSD512 = register(DetectorSpec(
-    name="ssd512",
-    network="scbloss.models.ssd:SSD",
-    layouts=SSD512_LAYOUTS,
-    backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
-    throughput={"h200": Throughput(358, H200), "cpu": Throughput(6.1, CPU.replace("batch 8", "batch 4"))},
-    summary="SSD on VGG16 at 512 px, 24564 priors",
-))
+SSD512 = register(
+    DetectorSpec(
+        name="ssd512",
+        network="scbloss.models.ssd:SSD",
+        layouts=SSD512_LAYOUTS,
+        backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
+        throughput={"h200": Throughput(358, H200), "cpu": Throughput(6.1, CPU.replace("batch 8", "batch 4"))},
+        summary="SSD on VGG16 at 512 px, 24564 priors",
+    )
+)

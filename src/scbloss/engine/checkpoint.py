@@ -50,11 +50,11 @@ def load_trained(path: Path, device: torch.device | str = "cpu"):
     if "meta" not in state:
         raise RuntimeError(f"{path}: not a final model file written by 'scbloss train'")
     meta = state["meta"]
-    model = build_model(meta["model"], meta["num_classes"], meta["width"], meta["priors"],
-                        batch_norm=meta.get("batch_norm", False))
+    model = build_model(
+        meta["model"], meta["num_classes"], meta["width"], meta["priors"], batch_norm=meta.get("batch_norm", False)
+    )
     model.load_state_dict(state["model"])
     return model.to(device).eval(), meta
 
 
-__all__ = ["CHECKPOINT", "FINAL", "atomic_save", "load_checkpoint", "load_trained", "restore_rng_states",
-           "rng_states"]
+__all__ = ["CHECKPOINT", "FINAL", "atomic_save", "load_checkpoint", "load_trained", "restore_rng_states", "rng_states"]

@@ -48,7 +48,7 @@ class TrainConfig:
     amp: bool = True  # used on CUDA only
     pretrained_backbone: str | None = None
 
-    def check(self, source: str) -> "TrainConfig":
+    def check(self, source: str) -> TrainConfig:
         from .. import detectors
         from ..detection.weighting import WEIGHTINGS
 

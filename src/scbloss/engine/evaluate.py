@@ -31,26 +31,42 @@ def write_test_dev_submission(detections: list[dict], out: Path, name: str) -> P
 
 
 def evaluate(
-    checkpoint: Path, kind: str, root: Path, split: str, out: Path, name: str = "scbloss",
-    coco_backend: str = "pycocotools", thresholds: tuple[float, ...] = (0.01, 0.1, 0.3), eleven_point: bool = True,
-    batch_size: int = 16, num_workers: int = 2, device: str | None = None,
+    checkpoint: Path,
+    kind: str,
+    root: Path,
+    split: str,
+    out: Path,
+    name: str = "scbloss",
+    coco_backend: str = "pycocotools",
+    thresholds: tuple[float, ...] = (0.01, 0.1, 0.3),
+    eleven_point: bool = True,
+    batch_size: int = 16,
+    num_workers: int = 2,
+    device: str | None = None,
 ) -> dict:
     """Evaluate and write ``out/metrics.json`` (plus detections.json and recall.csv); returns the metrics."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, meta = load_trained(checkpoint, device)
     data = load_dataset(kind, root, split)
     if data.class_names != meta["class_names"]:
-        raise ValueError(f"{checkpoint}: trained on classes {meta['class_names']}, but {kind}/{split} has "
-                         f"{data.class_names}")
+        raise ValueError(
+            f"{checkpoint}: trained on classes {meta['class_names']}, but {kind}/{split} has {data.class_names}"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     detections = predict(model, data, batch_size, num_workers, device=device)
-    metrics: dict = {"checkpoint": str(checkpoint), "dataset": {"kind": kind, "root": str(root), "split": split},
-                     "images": len(data.records), "detections": len(detections)}
+    metrics: dict = {
+        "checkpoint": str(checkpoint),
+        "dataset": {"kind": kind, "root": str(root), "split": split},
+        "images": len(data.records),
+        "detections": len(detections),
+    }
     if split == "test-dev":
         zipped = write_test_dev_submission(detections, out, name)
-        metrics["test_dev"] = (f"{zipped.name}: upload it to the COCO evaluation server; test-dev ground truth is "
-                               "not public, so nothing is scored locally")
+        metrics["test_dev"] = (
+            f"{zipped.name}: upload it to the COCO evaluation server; test-dev ground truth is "
+            "not public, so nothing is scored locally"
+        )
         log.warning(metrics["test_dev"])
         write_json(metrics, out / "metrics.json")
         return metrics

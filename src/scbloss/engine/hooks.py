@@ -6,8 +6,8 @@ import csv
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tqdm import tqdm
 
@@ -104,8 +104,12 @@ class MetricsWriter(HookBase):
             if self._handle.tell() == 0:
                 self._writer.writeheader()
         elapsed = time.perf_counter() - self._tick
-        row = {"iteration": trainer.iter, "lr": trainer.optimizer.param_groups[0]["lr"],
-               "num_pos": int(trainer.losses["num_pos"]), "images_per_s": f"{self._seen / max(elapsed, 1e-9):.2f}"}
+        row = {
+            "iteration": trainer.iter,
+            "lr": trainer.optimizer.param_groups[0]["lr"],
+            "num_pos": int(trainer.losses["num_pos"]),
+            "images_per_s": f"{self._seen / max(elapsed, 1e-9):.2f}",
+        }
         row.update({key: f"{float(trainer.losses[key]):.6f}" for key in loss_terms(trainer.losses)})
         self._writer.writerow(row)
         self._handle.flush()
@@ -125,16 +129,25 @@ class ProgressReporter(HookBase):
 
     def before_train(self) -> None:
         trainer = self.trainer
-        self._bar = tqdm(total=trainer.max_iter, initial=trainer.start_iter, desc="train", unit="it", file=sys.stderr,
-                         mininterval=10, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=trainer.max_iter,
+            initial=trainer.start_iter,
+            desc="train",
+            unit="it",
+            file=sys.stderr,
+            mininterval=10,
+            dynamic_ncols=True,
+        )
 
     def after_step(self) -> None:
         trainer = self.trainer
         self._bar.update(1)
         if trainer.iter % self.every == 0 or trainer.iter == trainer.max_iter:
             terms = " ".join(f"{key} {float(trainer.losses[key]):.4f}" for key in loss_terms(trainer.losses))
-            print(f"iteration {trainer.iter}/{trainer.max_iter} {terms} lr "
-                  f"{trainer.optimizer.param_groups[0]['lr']:.2e}", flush=True)
+            print(
+                f"iteration {trainer.iter}/{trainer.max_iter} {terms} lr {trainer.optimizer.param_groups[0]['lr']:.2e}",
+                flush=True,
+            )
 
     def after_train(self) -> None:
         if self._bar is not None:

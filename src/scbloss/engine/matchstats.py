@@ -32,7 +32,11 @@ def _normalized_objects(data: DetectionSet, augment: bool, size: int, seed: int)
 
 
 def matching_statistics(
-    data: DetectionSet, layout: PriorLayout, augment: bool = False, seed: int = 0, chunk: int = 256,
+    data: DetectionSet,
+    layout: PriorLayout,
+    augment: bool = False,
+    seed: int = 0,
+    chunk: int = 256,
     progress: bool = False,
 ) -> pd.DataFrame:
     """One row per object: its size bucket at the model input (area in input pixels) and its number of matches M."""
@@ -52,8 +56,13 @@ def matching_statistics(
         rows.extend(zip(bucket.tolist(), counts.tolist()))
         batch.clear()
 
-    images = tqdm(_normalized_objects(data, augment, layout.image_size, seed), total=len(data.records),
-                  desc="match", disable=not progress, mininterval=10)  # a rule's log shows progress on COCO train
+    images = tqdm(
+        _normalized_objects(data, augment, layout.image_size, seed),
+        total=len(data.records),
+        desc="match",
+        disable=not progress,
+        mininterval=10,
+    )  # a rule's log shows progress on COCO train
     for boxes in images:
         batch.append(boxes)
         if len(batch) == chunk:

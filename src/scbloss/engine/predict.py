@@ -18,8 +18,13 @@ from ..detection import postprocess
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, data: DetectionSet, batch_size: int = 16, num_workers: int = 2, score_threshold: float = 0.01,
-    device: torch.device | str = "cpu", progress: bool = True,
+    model: nn.Module,
+    data: DetectionSet,
+    batch_size: int = 16,
+    num_workers: int = 2,
+    score_threshold: float = 0.01,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
 ) -> list[dict]:
     """Detections of every image as COCO result entries: image_id, category_id, bbox [x, y, w, h] px, score.
 
@@ -27,8 +32,11 @@ def predict(
     ``category_id`` is the dataset's own id (COCO's category ids; 1..20 for VOC).
     """
     model.eval().to(device)
-    loader = make_loader(DetectionDataset(data, eval_transform(model.layout.image_size), train=False),
-                         batch_size=batch_size, num_workers=num_workers)
+    loader = make_loader(
+        DetectionDataset(data, eval_transform(model.layout.image_size), train=False),
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
     category_of = data.category_ids or list(range(1, data.num_classes + 1))
     results = []
     for images, targets in tqdm(loader, desc="predict", disable=not progress, mininterval=10):
@@ -38,10 +46,14 @@ def predict(
             boxes = detections["boxes"].cpu() * torch.tensor([width, height, width, height])
             xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
             for box, score, label in zip(xywh.tolist(), detections["scores"].tolist(), detections["labels"].tolist()):
-                results.append({
-                    "image_id": target["image_id"], "category_id": category_of[label - 1],
-                    "bbox": [round(v, 2) for v in box], "score": round(score, 5),
-                })
+                results.append(
+                    {
+                        "image_id": target["image_id"],
+                        "category_id": category_of[label - 1],
+                        "bbox": [round(v, 2) for v in box],
+                        "score": round(score, 5),
+                    }
+                )
     return results
 
 

@@ -43,8 +43,9 @@ def size_recall(
         dets = by_image.get(record.image_id, [])
         labels = np.array([d["category_id"] for d in dets])
         scores = np.array([d["score"] for d in dets])
-        boxes = np.array([[d["bbox"][0], d["bbox"][1], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3]]
-                          for d in dets]).reshape(-1, 4)
+        boxes = np.array(
+            [[d["bbox"][0], d["bbox"][1], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3]] for d in dets]
+        ).reshape(-1, 4)
         buckets = size_bucket(record.boxes, plus_one)
         for box, label, bucket in zip(record.boxes[counted], record.labels[counted], buckets[counted]):
             same = labels == category_of[label - 1]
@@ -60,8 +61,15 @@ def size_recall(
         for bucket in BUCKETS:
             subset = objects[objects["bucket"] == bucket]
             hits, total = int((subset["best_score"] >= threshold).sum()), len(subset)
-            table.append({"threshold": threshold, "bucket": bucket, "hits": hits, "total": total,
-                          "recall": round(100.0 * hits / total, 2) if total else float("nan")})
+            table.append(
+                {
+                    "threshold": threshold,
+                    "bucket": bucket,
+                    "hits": hits,
+                    "total": total,
+                    "recall": round(100.0 * hits / total, 2) if total else float("nan"),
+                }
+            )
     return pd.DataFrame(table)
 
 

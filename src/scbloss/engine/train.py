@@ -60,12 +60,20 @@ class TrainingState:
 def build_training(config: TrainConfig, device: torch.device) -> TrainingState:
     data = load_dataset(config.dataset.kind, Path(config.dataset.root), config.dataset.split)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, data.num_classes + 1, config.width, prior_family(config.dataset.kind),
-                        config.pretrained_backbone, config.batch_norm).to(device)
-    criterion = build_criterion(config.model, config.weighting, config.variant, alpha=config.alpha, beta=config.beta,
-                                apply_to=config.apply_to)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    model = build_model(
+        config.model,
+        data.num_classes + 1,
+        config.width,
+        prior_family(config.dataset.kind),
+        config.pretrained_backbone,
+        config.batch_norm,
+    ).to(device)
+    criterion = build_criterion(
+        config.model, config.weighting, config.variant, alpha=config.alpha, beta=config.beta, apply_to=config.apply_to
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(config, it))
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -87,11 +95,18 @@ def resume(state: TrainingState, checkpoint_path: Path) -> int:
 
 
 def save_checkpoint(state: TrainingState, config: TrainConfig, path: Path, iteration: int) -> None:
-    atomic_save({
-        "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-        "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(), "rng": rng_states(),
-        "iteration": iteration, "config": config.to_dict(),
-    }, path)
+    atomic_save(
+        {
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "scaler": state.scaler.state_dict(),
+            "rng": rng_states(),
+            "iteration": iteration,
+            "config": config.to_dict(),
+        },
+        path,
+    )
 
 
 def finish(state: TrainingState, config: TrainConfig, out: Path, iterations: int) -> Path:
@@ -99,9 +114,14 @@ def finish(state: TrainingState, config: TrainConfig, out: Path, iterations: int
     write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     data = state.data
     meta = {
-        "model": config.model, "width": config.width, "batch_norm": config.batch_norm,
-        "num_classes": data.num_classes + 1, "priors": prior_family(config.dataset.kind),
-        "class_names": data.class_names, "category_ids": data.category_ids, "dataset_kind": data.kind,
+        "model": config.model,
+        "width": config.width,
+        "batch_norm": config.batch_norm,
+        "num_classes": data.num_classes + 1,
+        "priors": prior_family(config.dataset.kind),
+        "class_names": data.class_names,
+        "category_ids": data.category_ids,
+        "dataset_kind": data.kind,
         "iterations": iterations,
     }
     with atomic_path(out / METRICS) as temporary:
@@ -127,7 +147,8 @@ class _RankSlice(torch.utils.data.Sampler):
 
 
 def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
-    """Train to ``config.max_iter`` in ``out``; resume from ``out/checkpoint.pt`` if it exists. Returns the final file."""
+    """Train to ``config.max_iter`` in ``out``, resuming from ``out/checkpoint.pt`` if it exists; returns the final
+    model file."""
     out = Path(out)
     if (out / FINAL).exists():
         log.info("%s exists: training already finished", out / FINAL)
@@ -138,22 +159,40 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
     device = init_distributed(world)
     out.mkdir(parents=True, exist_ok=True)
     where = {k: os.environ[k] for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ}
-    print(f"training {config.model} on {device} (rank {world.rank} of {world.size}"
-          + "".join(f", {k}={v}" for k, v in where.items()) + ")", flush=True)
+    print(
+        f"training {config.model} on {device} (rank {world.rank} of {world.size}"
+        + "".join(f", {k}={v}" for k, v in where.items())
+        + ")",
+        flush=True,
+    )
 
     state = build_training(config, device)
     checkpoint_path = out / CHECKPOINT
     start = resume(state, checkpoint_path)
-    dataset = DetectionDataset(state.data, train_transform(state.model.layout.image_size), train=True,
-                               seed=config.seed)
+    dataset = DetectionDataset(state.data, train_transform(state.model.layout.image_size), train=True, seed=config.seed)
     sampler = IterationBatchSampler(len(dataset), config.batch_size, config.seed, config.max_iter, start)
-    loader = make_loader(dataset, _RankSlice(sampler, world.rank, config.batch_size // world.size),
-                         num_workers=config.num_workers)
-    forward = DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if world.size > 1 else state.model
-    trainer = Trainer(state.model, state.criterion, state.optimizer, state.scheduler, state.scaler, loader, device,
-                      start, config.max_iter, forward=forward, autocast=state.use_amp,
-                      clip_grad_norm=config.clip_grad_norm)
+    loader = make_loader(
+        dataset, _RankSlice(sampler, world.rank, config.batch_size // world.size), num_workers=config.num_workers
+    )
+    forward = (
+        DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None)
+        if world.size > 1
+        else state.model
+    )
+    trainer = Trainer(
+        state.model,
+        state.criterion,
+        state.optimizer,
+        state.scheduler,
+        state.scaler,
+        loader,
+        device,
+        start,
+        config.max_iter,
+        forward=forward,
+        autocast=state.use_amp,
+        clip_grad_norm=config.clip_grad_norm,
+    )
 
     def save(iteration: int) -> None:
         if world.is_main:
@@ -161,15 +200,18 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
 
     hooks = [StopOnSignal(save), PeriodicCheckpointer(save, config.checkpoint_every)]
     if world.is_main:
-        hooks = [MetricsWriter(out / RUNNING_METRICS, config.log_every, start, world.size),
-                 ProgressReporter(config.log_every)] + hooks
+        hooks = [
+            MetricsWriter(out / RUNNING_METRICS, config.log_every, start, world.size),
+            ProgressReporter(config.log_every),
+        ] + hooks
     trainer.register_hooks(hooks)
     try:
         trainer.train()
     except TrainingDiverged as error:
         kept = "kept" if checkpoint_path.exists() else "absent"
-        raise TrainingDiverged(f"{error}; the last good checkpoint is {checkpoint_path} ({kept}). Lower lr or "
-                               "raise warmup_iters.") from None
+        raise TrainingDiverged(
+            f"{error}; the last good checkpoint is {checkpoint_path} ({kept}). Lower lr or raise warmup_iters."
+        ) from None
     return finish(state, config, out, trainer.iter) if world.is_main else out / FINAL
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ class TrainingDiverged(RuntimeError):
 class HookBase:
     """Called by :class:`Trainer` around the loop; ``self.trainer`` is set when the hook is registered."""
 
-    trainer: "Trainer"
+    trainer: Trainer
 
     def before_train(self) -> None:
         pass
@@ -38,11 +38,27 @@ class Trainer:
     """
 
     def __init__(
-        self, model: nn.Module, criterion, optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
-        loader: Iterable, device: torch.device, start_iter: int, max_iter: int, forward: nn.Module | None = None,
-        autocast: bool = False, clip_grad_norm: float | None = None,
+        self,
+        model: nn.Module,
+        criterion,
+        optimizer: torch.optim.Optimizer,
+        scheduler,
+        scaler: torch.amp.GradScaler,
+        loader: Iterable,
+        device: torch.device,
+        start_iter: int,
+        max_iter: int,
+        forward: nn.Module | None = None,
+        autocast: bool = False,
+        clip_grad_norm: float | None = None,
     ) -> None:
-        self.model, self.criterion, self.optimizer, self.scheduler, self.scaler = model, criterion, optimizer, scheduler, scaler
+        self.model, self.criterion, self.optimizer, self.scheduler, self.scaler = (
+            model,
+            criterion,
+            optimizer,
+            scheduler,
+            scaler,
+        )
         self.loader, self.device = loader, device
         self.forward = forward or model
         self.autocast, self.clip_grad_norm = autocast, clip_grad_norm

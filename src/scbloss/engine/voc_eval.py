@@ -20,8 +20,9 @@ def iou_one_to_many(box: np.ndarray, boxes: np.ndarray, plus_one: bool = True) -
 def average_precision(recall: np.ndarray, precision: np.ndarray, eleven_point: bool = True) -> float:
     """VOC07: mean of the best precision at recall >= 0, 0.1, ..., 1. All-point: area under the monotone curve."""
     if eleven_point:
-        return float(np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0
-                               for t in np.arange(0.0, 1.1, 0.1)]))  # the devkit's thresholds, float steps included
+        return float(
+            np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0 for t in np.arange(0.0, 1.1, 0.1)])
+        )  # the devkit's thresholds, float steps included
     r = np.concatenate([[0.0], recall, [1.0]])
     p = np.concatenate([[0.0], precision, [0.0]])
     p = np.maximum.accumulate(p[::-1])[::-1]

@@ -6,5 +6,11 @@ from .base import SingleShotDetector
 from .build import build_criterion, build_model
 from .pretrained import load_resnet101_imagenet, load_vgg16_imagenet, read_state_dict
 
-__all__ = ["SingleShotDetector", "build_criterion", "build_model", "load_resnet101_imagenet", "load_vgg16_imagenet",
-           "read_state_dict"]
+__all__ = [
+    "SingleShotDetector",
+    "build_criterion",
+    "build_model",
+    "load_resnet101_imagenet",
+    "load_vgg16_imagenet",
+    "read_state_dict",
+]

@@ -28,8 +28,9 @@ class SingleShotDetector(nn.Module):
     def __init__(self, layout: PriorLayout, num_classes: int) -> None:
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"{type(self).__name__}: num_classes counts the background and must be >= 2, "
-                             f"got {num_classes}")
+            raise ValueError(
+                f"{type(self).__name__}: num_classes counts the background and must be >= 2, got {num_classes}"
+            )
         self.layout, self.num_classes = layout, num_classes
         self.register_buffer("priors", generate_priors(layout), persistent=False)
 
@@ -37,8 +38,10 @@ class SingleShotDetector(nn.Module):
         """The layer recipe for this layout's input size, checked to give one map per prior level."""
         spec = recipes.get(self.layout.image_size)
         if spec is None or len(spec) + levels_before != len(self.layout.feature_maps):
-            raise ValueError(f"{type(self).__name__}: no layer recipe for input {self.layout.image_size} with "
-                             f"{len(self.layout.feature_maps)} feature maps")
+            raise ValueError(
+                f"{type(self).__name__}: no layer recipe for input {self.layout.image_size} with "
+                f"{len(self.layout.feature_maps)} feature maps"
+            )
         return spec
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -23,8 +23,7 @@ from .vgg import scaled
 # Extra layers after conv5_x (1x1 channels, 3x3 channels, stride, padding, kernel): 21 -> 11 -> 6 -> 3 -> 1 for
 # DSSD321, 33 -> 17 -> 9 -> 5 -> 3 -> 1 for DSSD513.
 _EXTRAS_321 = [(256, 512, 2, 1, 3), (256, 512, 2, 1, 3), (128, 256, 2, 1, 3), (128, 256, 1, 0, 3)]
-_EXTRAS_513 = [(256, 512, 2, 1, 3), (256, 512, 2, 1, 3), (128, 256, 2, 1, 3), (128, 256, 2, 1, 3),
-               (128, 256, 1, 0, 3)]
+_EXTRAS_513 = [(256, 512, 2, 1, 3), (256, 512, 2, 1, 3), (128, 256, 2, 1, 3), (128, 256, 2, 1, 3), (128, 256, 1, 0, 3)]
 
 
 class DeconvolutionModule(nn.Module):
@@ -36,8 +35,11 @@ class DeconvolutionModule(nn.Module):
             nn.BatchNorm2d(channels),
         )
         self.lateral = nn.Sequential(
-            nn.Conv2d(lateral_channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels),
+            nn.Conv2d(lateral_channels, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.BatchNorm2d(channels),
         )
 
     def forward(self, top: torch.Tensor, lateral: torch.Tensor) -> torch.Tensor:
@@ -52,8 +54,10 @@ class PredictionModule(nn.Module):
         super().__init__()
         inner, out = scaled(256, width), scaled(1024, width)
         self.residual = nn.Sequential(
-            nn.Conv2d(in_channels, inner, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(inner, inner, 1), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, inner, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(inner, inner, 1),
+            nn.ReLU(inplace=True),
             nn.Conv2d(inner, out, 1),
         )
         self.skip = nn.Conv2d(in_channels, out, 1)

@@ -40,8 +40,10 @@ class FSSD(SingleShotDetector):
         reduced = scaled(256, width)
         # conv7 of SSD: the one extra layer the fusion takes (fc7 19x19 -> 10x10; 32x32 -> 16x16 for 512).
         self.conv7 = nn.Sequential(
-            nn.Conv2d(self.trunk.fc7_channels, reduced, 1), nn.ReLU(inplace=True),
-            nn.Conv2d(reduced, scaled(512, width), 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(self.trunk.fc7_channels, reduced, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(reduced, scaled(512, width), 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
         )
         self.reduce = nn.ModuleList(
             nn.Conv2d(channels, reduced, 1)
@@ -62,8 +64,12 @@ class FSSD(SingleShotDetector):
         conv7_2 = self.conv7(fc7)
         size = conv4_3.shape[-2:]
         fused = torch.cat(
-            [F.interpolate(reduce(x), size=size, mode="bilinear", align_corners=False) if x.shape[-2:] != size
-             else reduce(x) for reduce, x in zip(self.reduce, (conv4_3, fc7, conv7_2))],
+            [
+                F.interpolate(reduce(x), size=size, mode="bilinear", align_corners=False)
+                if x.shape[-2:] != size
+                else reduce(x)
+                for reduce, x in zip(self.reduce, (conv4_3, fc7, conv7_2))
+            ],
             dim=1,
         )
         x = self.fusion_bn(fused)

@@ -8,12 +8,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+
 def read_state_dict(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """A state dict from a local path or an http(s) URL (downloaded once into ``cache_dir``, hash-checked by name)."""
     text = str(source)
     if text.startswith(("http://", "https://")):
         return torch.hub.load_state_dict_from_url(
-            text, model_dir=None if cache_dir is None else str(cache_dir), map_location="cpu", check_hash=True,
+            text,
+            model_dir=None if cache_dir is None else str(cache_dir),
+            map_location="cpu",
+            check_hash=True,
             progress=False,
         )
     path = Path(text)
@@ -54,12 +58,16 @@ def load_vgg16_imagenet(model: nn.Module, state: dict[str, torch.Tensor], source
     fc6 = state["classifier.0.weight"].view(4096, 512, 7, 7)[::4, :, ::3, ::3]
     fc7 = state["classifier.3.weight"][::4, ::4]
     replacements = {
-        "fc.1.weight": fc6, "fc.1.bias": state["classifier.0.bias"][::4],
-        "fc.3.weight": fc7[:, :, None, None], "fc.3.bias": state["classifier.3.bias"][::4],
+        "fc.1.weight": fc6,
+        "fc.1.bias": state["classifier.0.bias"][::4],
+        "fc.3.weight": fc7[:, :, None, None],
+        "fc.3.bias": state["classifier.3.bias"][::4],
     }
     for key, value in replacements.items():
         if own[key].shape != value.shape:
-            raise ValueError(f"{source}: decimated {key} is {list(value.shape)}, the trunk needs {list(own[key].shape)}")
+            raise ValueError(
+                f"{source}: decimated {key} is {list(value.shape)}, the trunk needs {list(own[key].shape)}"
+            )
         own[key] = value.contiguous()
     trunk.load_state_dict(own)
 
@@ -72,8 +80,10 @@ def load_resnet101_imagenet(model: nn.Module, state: dict[str, torch.Tensor], so
     mismatched = [k for k, v in wanted.items() if k in own and own[k].shape != v.shape]
     missing = sorted(set(own) - set(wanted))
     if mismatched or missing:
-        raise ValueError(f"{source}: not a torchvision ResNet-101 state dict for this trunk "
-                         f"(shape mismatch: {mismatched[:2]}, missing: {missing[:2]}; ImageNet weights need width=1.0)")
+        raise ValueError(
+            f"{source}: not a torchvision ResNet-101 state dict for this trunk "
+            f"(shape mismatch: {mismatched[:2]}, missing: {missing[:2]}; ImageNet weights need width=1.0)"
+        )
     trunk.load_state_dict(wanted)
 
 

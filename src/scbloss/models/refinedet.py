@@ -19,17 +19,18 @@ from .heads import SSDHead
 from .vgg import L2Norm, VGG16Trunk, scaled
 
 
-
 class TransferConnection(nn.Module):
     def __init__(self, in_channels: int, channels: int, has_upper: bool) -> None:
         super().__init__()
         self.lateral = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, channels, 3, padding=1),
+            nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
         self.up = nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2) if has_upper else None
-        self.out = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, padding=1),
-                                 nn.ReLU(inplace=True))
+        self.out = nn.Sequential(
+            nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)
+        )
 
     def forward(self, x: torch.Tensor, upper: torch.Tensor | None) -> torch.Tensor:
         x = self.lateral(x)
@@ -49,11 +50,17 @@ class RefineDet(SingleShotDetector):
         self.norm4_3 = L2Norm(self.trunk.conv4_3_channels, scale=10.0)
         self.norm5_3 = L2Norm(self.trunk.conv4_3_channels, scale=8.0)
         self.conv6 = nn.Sequential(
-            nn.Conv2d(self.trunk.fc7_channels, scaled(256, width), 1), nn.ReLU(inplace=True),
-            nn.Conv2d(scaled(256, width), scaled(512, width), 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(self.trunk.fc7_channels, scaled(256, width), 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(scaled(256, width), scaled(512, width), 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
         )
-        arm_channels = [self.trunk.conv4_3_channels, self.trunk.conv4_3_channels, self.trunk.fc7_channels,
-                        scaled(512, width)]
+        arm_channels = [
+            self.trunk.conv4_3_channels,
+            self.trunk.conv4_3_channels,
+            self.trunk.fc7_channels,
+            scaled(512, width),
+        ]
         per_location = layout.priors_per_location()
         tcb = scaled(256, width)
         self.arm_head = SSDHead(arm_channels, per_location, 2)
@@ -85,8 +92,9 @@ class RefineDet(SingleShotDetector):
         arm_loc, arm_conf, odm_loc, odm_conf = outputs
         rejected = arm_conf.softmax(dim=-1)[..., 1] <= ARM_REJECT
         # An anchor the ARM rejects scores background only.
-        odm_conf = odm_conf.masked_fill(rejected[..., None] & (torch.arange(odm_conf.shape[-1], device=odm_conf.device) > 0),
-                                        float("-inf"))
+        odm_conf = odm_conf.masked_fill(
+            rejected[..., None] & (torch.arange(odm_conf.shape[-1], device=odm_conf.device) > 0), float("-inf")
+        )
         return odm_loc, odm_conf, self.refined_priors(arm_loc)
 
 

@@ -38,7 +38,9 @@ class VGG16Trunk(nn.Module):
     as the CPU toy runs are, does not converge without it (ScratchDet, Zhu et al. 2019); the paper's runs leave it off.
     """
 
-    def __init__(self, width: float = 1.0, batch_norm: bool = False, pool5_stride: int = 1, fc6_dilation: int = 6) -> None:
+    def __init__(
+        self, width: float = 1.0, batch_norm: bool = False, pool5_stride: int = 1, fc6_dilation: int = 6
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         in_channels, convs = 3, 0
@@ -59,7 +61,7 @@ class VGG16Trunk(nn.Module):
         self.batch_norm = batch_norm
         self.features = nn.Sequential(*layers)
         fc_channels = scaled(1024, width)
-        # SSD keeps pool5 at stride 1 (3x3) with fc6 dilated by 6; RefineDet halves the map there (2x2) and dilates by 3.
+        # SSD keeps pool5 at stride 1 (3x3), fc6 dilated by 6; RefineDet halves the map there (2x2), dilation 3.
         if pool5_stride not in (1, 2):
             raise ValueError(f"VGG16Trunk: pool5_stride must be 1 or 2, got {pool5_stride}")
         pool5 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1) if pool5_stride == 1 else nn.MaxPool2d(2, stride=2)
