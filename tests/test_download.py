@@ -4,12 +4,13 @@ import tarfile
 import zipfile
 
 import pytest
-from local_http import LocalServer
 
 from scbloss.data import download as dl
 from scbloss.data.download import DownloadError, download, extract_all
 from scbloss.data.prepare import prepare
 from scbloss.data.sources import DATASETS, Archive
+
+from local_http import LocalServer
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,11 @@ from importlib import metadata
 from pathlib import Path
 
 import yaml
-from conftest import REPO, run_snakemake
 from packaging.requirements import Requirement
 
 from scbloss import pipeline
+
+from conftest import REPO, run_snakemake
 
 ENVS = REPO / "envs"
 RULE_COMMAND = "python -m scbloss"  # how every rule runs the CLI (workflow/rules/*.smk)
@@ -46,6 +47,11 @@ def test_conda_env_pins_the_tested_versions():
     # Snakemake copies the file into .snakemake/conda/ before conda reads it: a local path would resolve there.
     assert not [line for line in lines if not re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.+]*", line)]
     assert {name: metadata.version(name) for name in _pins(lines)} == _pins(lines)
+
+
+def test_workflow_tool_pins_are_the_tested_versions():
+    pins = _pins(line for line in (ENVS / "workflow.txt").read_text().splitlines() if line and line[0] != "#")
+    assert {name: metadata.version(name) for name in pins} == pins
 
 
 def test_container_requirements_equal_the_conda_pins():

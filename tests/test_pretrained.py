@@ -3,9 +3,10 @@ import hashlib
 import pytest
 import torch
 import torchvision
-from local_http import LocalServer
 
 from scbloss.models import build_model
+
+from local_http import LocalServer
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,11 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
 
 from scbloss import detectors
 from scbloss.experiments import TableSpecError, load_table_spec
+
+from conftest import REPO, run_snakemake
 
 EXTRA = REPO / "tests" / "extra_detector.py"
 SCHEMA = REPO / "workflow" / "schemas" / "table.schema.yaml"

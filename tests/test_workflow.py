@@ -2,9 +2,12 @@
 
 import re
 import shutil
+import zipfile
+from pathlib import PurePosixPath
 
 import pandas as pd
 import yaml
+
 from conftest import REPO
 from conftest import run_snakemake as _snakemake
 
@@ -105,7 +108,13 @@ def test_report_gathers_tables_and_figures(toy_pipeline, tmp_path):
     _, config_file = toy_pipeline
     code, output = _snakemake("--configfile", str(config_file), "--report", str(tmp_path / "report.zip"))
     assert code == 0, output[-3000:]
-    assert (tmp_path / "report.zip").stat().st_size > 10_000
+    with zipfile.ZipFile(tmp_path / "report.zip") as report:
+        names = {PurePosixPath(name).name for name in report.namelist()}
+    results, _ = toy_pipeline
+    expected = {f"table{n}.csv" for n in range(1, 10)} | {"summary.md"}
+    expected |= {p.name for p in (results / "figures").rglob("*.png")}  # 10 matching figures, 22 training curves
+    assert len(expected) == 10 + 10 + 22 and expected <= names, sorted(expected - names)
+    assert "report.html" in names
 
 
 def test_tables_render_from_imported_metrics_without_training(toy_pipeline, tmp_path):
