@@ -18,10 +18,16 @@ def _data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(args: argparse.Namespace, **names: str) -> dict:
+    """Keyword arguments for the options given on the command line: the others keep the function's own defaults,
+    so each default is written once, in the signature (the workflow passes every value from its config)."""
+    return {keyword: getattr(args, name) for keyword, name in names.items() if getattr(args, name) is not None}
+
+
 def _data_toy(args: argparse.Namespace) -> int:
     from .data.toy import ToyConfig, generate_toy
 
-    config = ToyConfig(train_images=args.images, test_images=args.test_images, seed=args.seed)
+    config = ToyConfig(**_given(args, train_images="images", test_images="test_images", seed="seed"))
     print(f"toy dataset written to {generate_toy(Path(args.out), config)}")
     return 0
 
@@ -58,19 +64,17 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .engine.evaluate import evaluate
 
-    thresholds = tuple(float(t) for t in args.thresholds.split(","))
+    options = _given(args, name="name", coco_backend="coco_backend", batch_size="batch_size", num_workers="workers")
+    if args.thresholds is not None:
+        options["thresholds"] = tuple(float(t) for t in args.thresholds.split(","))
     metrics = evaluate(
         Path(args.checkpoint),
         args.dataset,
         Path(args.root),
         args.split,
         Path(args.out),
-        name=args.name,
-        coco_backend=args.coco_backend,
-        thresholds=thresholds,
         eleven_point=not args.all_point,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
+        **options,
     )
     summary = {k: metrics[k] for k in ("voc_map", "coco", "test_dev") if k in metrics}
     print(f"{args.out}/metrics.json: {summary}")
@@ -144,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     toy = data.add_parser("toy", help="generate the toy dataset (VOC and COCO layouts)")
     toy.add_argument("--out", required=True)
-    toy.add_argument("--seed", type=int, default=0)
-    toy.add_argument("--images", type=int, default=320, help="training images")
-    toy.add_argument("--test-images", type=int, default=120)
+    toy.add_argument("--seed", type=int, help="default: 0")
+    toy.add_argument("--images", type=int, help="training images (default: 320)")
+    toy.add_argument("--test-images", type=int, help="default: 120")
     toy.set_defaults(handler=_data_toy)
 
     check = data.add_parser("check", help="read a dataset folder whole; report counts and problems")
@@ -164,12 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--root", required=True)
     evaluate.add_argument("--split", required=True, help="test (VOC), val or test-dev (COCO)")
     evaluate.add_argument("--out", required=True)
-    evaluate.add_argument("--name", default="scbloss", help="tag in the test-dev submission file name")
-    evaluate.add_argument("--thresholds", default="0.01,0.1,0.3", help="confidence thresholds for recall")
-    evaluate.add_argument("--coco-backend", default="pycocotools", choices=["pycocotools", "faster-coco-eval"])
+    evaluate.add_argument("--name", help="tag in the test-dev submission file name (default: scbloss)")
+    evaluate.add_argument("--thresholds", help="confidence thresholds for recall (default: 0.01,0.1,0.3)")
+    evaluate.add_argument("--coco-backend", choices=["pycocotools", "faster-coco-eval"], help="default: pycocotools")
     evaluate.add_argument("--all-point", action="store_true", help="VOC all-point AP instead of VOC07 11-point")
-    evaluate.add_argument("--batch-size", type=int, default=16)
-    evaluate.add_argument("--workers", type=int, default=2)
+    evaluate.add_argument("--batch-size", type=int, help="default: 16")
+    evaluate.add_argument("--workers", type=int, help="default: 2")
     evaluate.set_defaults(handler=_evaluate)
 
     stats = commands.add_parser("match-stats", help="priors matched per object (Figs. 1 and 3): CSV + PNG")
