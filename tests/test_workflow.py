@@ -6,6 +6,7 @@ import zipfile
 from pathlib import PurePosixPath
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import REPO
@@ -59,12 +60,21 @@ def test_a_given_configfile_replaces_the_toy_default(tmp_path):
     assert values["width"] == 1.0 and values["batch_norm"] is False
 
 
-def test_bad_config_is_rejected_naming_the_key(tmp_path):
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("batch_sise", 8, "batch_sise"),
+        ("lr", "1e-3", "'1e-3' is not of type 'number'"),  # YAML reads 1e-3 without a dot as text
+        ("momentum", -0.5, "-0.5 is less than the minimum of 0"),
+        ("batch_norm", "no", "'no' is not of type 'boolean'"),
+    ],
+)
+def test_bad_config_is_rejected_naming_the_key(tmp_path, key, value, message):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["train"]["defaults"]["batch_sise"] = 8
+    config["train"]["defaults"][key] = value
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
     code, output = _snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
-    assert code != 0 and "batch_sise" in output
+    assert code != 0 and message in output and "['train']['defaults']" in output, output[-2000:]
 
 
 def test_toy_pipeline_renders_every_table_with_numbers(toy_pipeline):
