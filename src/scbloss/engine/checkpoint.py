@@ -1,7 +1,12 @@
-"""Checkpoint files: atomic writes, everything needed to resume a run bit for bit, and the trained model file."""
+"""Checkpoint files: atomic writes, everything needed to resume a run bit for bit, and the trained model file.
+
+Every file is read with ``torch.load(weights_only=True)``: a checkpoint holds tensors, numbers, text and containers
+only (random-number states are stored as tensors and tuples), so loading one from someone else runs no code.
+"""
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 
@@ -14,6 +19,10 @@ CHECKPOINT = "checkpoint.pt"  # resumable state, rewritten as training goes; not
 FINAL = "model_final.pt"  # weights + metadata, written once at the end
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint or model file that is missing, unreadable or of the wrong kind; the message names it."""
+
+
 def atomic_save(obj, path: Path) -> None:
     """torch.save to a temporary name in the same folder, fsync, then rename over ``path``."""
     with atomic_path(path, fsync=True) as temporary:
@@ -21,7 +30,13 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def rng_states() -> dict:
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """torch, numpy and Python random states in types ``weights_only`` loading accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -29,26 +44,50 @@ def rng_states() -> dict:
 
 def restore_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def load_checkpoint(path: Path) -> dict:
+    """A file written by ``scbloss train``, loaded without running any code it may hold."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        text = str(error)
+        if "unsupported global" not in text.lower():  # not a pickle at all: garbage or a damaged file
+            raise CheckpointError(f"{path}: not a readable PyTorch file ({_unpickler_reason(text)})") from error
+        raise CheckpointError(
+            f"{path}: refused: it holds objects other than tensors, numbers and text, which loading would have to "
+            f"run as code ({_unpickler_reason(text)})"
+        ) from error
     except Exception as error:  # torch raises several types for a damaged file
-        raise RuntimeError(f"{path}: unreadable checkpoint ({error}); delete it to start over") from error
+        raise CheckpointError(f"{path}: not a readable PyTorch file ({error})") from error
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a file written by 'scbloss train' (holds a {type(state).__name__})")
+    return state
+
+
+def _unpickler_reason(text: str) -> str:
+    """The line of torch's weights-only error that says what it met (its message is a page long)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    found = [line for line in lines if "unsupported" in line.lower() and "weights only load failed" not in line.lower()]
+    return (found or lines or ["unknown reason"])[0]
 
 
 def load_trained(path: Path, device: torch.device | str = "cpu"):
     """The model and metadata stored by ``scbloss train`` in ``model_final.pt``, in eval mode on ``device``."""
     from ..models import build_model
 
-    state = load_checkpoint(Path(path))
+    state = load_checkpoint(path)
     if "meta" not in state:
-        raise RuntimeError(f"{path}: not a final model file written by 'scbloss train'")
+        kind = "a resumable training checkpoint" if "optimizer" in state else "not a file written by 'scbloss train'"
+        raise CheckpointError(f"{path}: {kind}, not a final model file ({FINAL}); finish the run first")
     meta = state["meta"]
     model = build_model(
         meta["model"], meta["num_classes"], meta["width"], meta["priors"], batch_norm=meta.get("batch_norm", False)
@@ -57,4 +96,13 @@ def load_trained(path: Path, device: torch.device | str = "cpu"):
     return model.to(device).eval(), meta
 
 
-__all__ = ["CHECKPOINT", "FINAL", "atomic_save", "load_checkpoint", "load_trained", "restore_rng_states", "rng_states"]
+__all__ = [
+    "CHECKPOINT",
+    "CheckpointError",
+    "FINAL",
+    "atomic_save",
+    "load_checkpoint",
+    "load_trained",
+    "restore_rng_states",
+    "rng_states",
+]

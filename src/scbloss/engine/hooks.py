@@ -24,15 +24,15 @@ class Interrupted(Exception):
 
 
 class PeriodicCheckpointer(HookBase):
-    """``save(iteration)`` every ``every`` iterations (not at the end: the final model is written instead)."""
+    """``save(iteration, reason)`` every ``every`` iterations (not at the end: the final model is written instead)."""
 
-    def __init__(self, save: Callable[[int], None], every: int) -> None:
+    def __init__(self, save: Callable[[int, str], None], every: int) -> None:
         self.save, self.every = save, every
 
     def after_step(self) -> None:
         done = self.trainer.iter
         if done % self.every == 0 and done < self.trainer.max_iter:
-            self.save(done)
+            self.save(done, f"every {self.every} iterations")
 
 
 class StopOnSignal(HookBase):
@@ -40,7 +40,7 @@ class StopOnSignal(HookBase):
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
-    def __init__(self, save: Callable[[int], None]) -> None:
+    def __init__(self, save: Callable[[int, str], None]) -> None:
         self.save = save
         self.signum: int | None = None
         self._previous: dict = {}
@@ -53,7 +53,7 @@ class StopOnSignal(HookBase):
 
     def after_step(self) -> None:
         if self.signum is not None:
-            self.save(self.trainer.iter)
+            self.save(self.trainer.iter, signal.Signals(self.signum).name)
             raise Interrupted(self.signum, self.trainer.iter)
 
     def after_train(self) -> None:

@@ -17,8 +17,16 @@ from ..data import DetectionSet, load_dataset
 from ..data.loader import DetectionDataset, IterationBatchSampler, make_loader
 from ..data.transforms import train_transform
 from ..models import build_criterion, build_model
-from .checkpoint import CHECKPOINT, FINAL, atomic_save, load_checkpoint, restore_rng_states, rng_states
-from .config import TrainConfig
+from .checkpoint import (
+    CHECKPOINT,
+    FINAL,
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    restore_rng_states,
+    rng_states,
+)
+from .config import TrainConfig, result_keys
 from .distributed import World, init_distributed, world_from_env
 from .hooks import Interrupted, MetricsWriter, PeriodicCheckpointer, ProgressReporter, StopOnSignal
 from .trainer import Trainer, TrainingDiverged
@@ -80,21 +88,63 @@ def build_training(config: TrainConfig, device: torch.device) -> TrainingState:
     return TrainingState(data, model, criterion, optimizer, scheduler, scaler, use_amp)
 
 
-def resume(state: TrainingState, checkpoint_path: Path) -> int:
-    """Load the checkpoint into ``state`` if there is one; returns the iteration to continue from."""
+class ConfigChanged(ValueError):
+    """A run resumed, or found finished, with a config that changes what it computes."""
+
+
+def compare_configs(saved: dict, current: TrainConfig, where: Path) -> dict[str, tuple]:
+    """The settings that changed between the run in ``where`` and ``current``: an error for any key that changes
+    the result; the others (log_every, num_workers, checkpoint_every) are returned as {key: (old, new)}."""
+    now = current.to_dict()
+    changed = {key: (saved.get(key), now[key]) for key in now if saved.get(key) != now[key]}
+    breaking = {key: values for key, values in changed.items() if key in result_keys()}
+    if breaking:
+        listing = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in breaking.items())
+        raise ConfigChanged(
+            f"{where} was trained with other values of {', '.join(breaking)} ({listing}). Either put the values it "
+            "was started with back into the config, or train into a new run folder (--out)."
+        )
+    return {key: values for key, values in changed.items() if key not in breaking}
+
+
+def resume(state: TrainingState, config: TrainConfig, checkpoint_path: Path) -> tuple[int, list]:
+    """Load the checkpoint into ``state`` if there is one. Returns the iteration to continue from and the history
+    of harmless setting changes (each {"iteration", "changed"}), this resumption's included."""
     if not checkpoint_path.exists():
-        return 0
-    saved = load_checkpoint(checkpoint_path)
-    state.model.load_state_dict(saved["model"])
+        return 0, []
+    try:
+        saved = load_checkpoint(checkpoint_path)
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}; delete it to start the run over") from None
+    if "optimizer" not in saved:
+        kind = "a final model file (as model_final.pt)" if "meta" in saved else "not a training checkpoint"
+        raise CheckpointError(f"{checkpoint_path}: {kind}, not a resumable checkpoint; move it away to start over")
+    history = list(saved.get("config_changes", []))
+    changed = compare_configs(saved["config"], config, checkpoint_path)
+    if changed:
+        history.append({"iteration": saved["iteration"], "changed": {k: list(v) for k, v in changed.items()}})
+        print(
+            "resuming with changed settings: "
+            + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()),
+            flush=True,
+        )
+    try:
+        state.model.load_state_dict(saved["model"])
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise CheckpointError(f"{checkpoint_path}: its weights do not fit this model ({first})") from None
     state.optimizer.load_state_dict(saved["optimizer"])
     state.scheduler.load_state_dict(saved["scheduler"])
     state.scaler.load_state_dict(saved["scaler"])
     restore_rng_states(saved["rng"])
-    print(f"resumed from iteration {saved['iteration']} ({checkpoint_path})", flush=True)
-    return saved["iteration"]
+    reason = saved.get("saved_on", "unknown")
+    print(f"resumed from iteration {saved['iteration']} ({checkpoint_path}, saved on {reason})", flush=True)
+    return saved["iteration"], history
 
 
-def save_checkpoint(state: TrainingState, config: TrainConfig, path: Path, iteration: int) -> None:
+def save_checkpoint(
+    state: TrainingState, config: TrainConfig, path: Path, iteration: int, history: list, reason: str
+) -> None:
     atomic_save(
         {
             "model": state.model.state_dict(),
@@ -104,12 +154,14 @@ def save_checkpoint(state: TrainingState, config: TrainConfig, path: Path, itera
             "rng": rng_states(),
             "iteration": iteration,
             "config": config.to_dict(),
+            "config_changes": history,
+            "saved_on": reason,  # "SIGTERM", "every 2000 iterations", ...: a resumed run's log says why
         },
         path,
     )
 
 
-def finish(state: TrainingState, config: TrainConfig, out: Path, iterations: int) -> Path:
+def finish(state: TrainingState, config: TrainConfig, out: Path, iterations: int, history: list) -> Path:
     """Write the resolved config, the complete metrics log and the final model; remove the resumable state."""
     write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     data = state.data
@@ -123,6 +175,8 @@ def finish(state: TrainingState, config: TrainConfig, out: Path, iterations: int
         "category_ids": data.category_ids,
         "dataset_kind": data.kind,
         "iterations": iterations,
+        "config": config.to_dict(),
+        "config_changes": history,
     }
     with atomic_path(out / METRICS) as temporary:
         shutil.copyfile(out / RUNNING_METRICS, temporary)
@@ -130,6 +184,13 @@ def finish(state: TrainingState, config: TrainConfig, out: Path, iterations: int
     (out / CHECKPOINT).unlink(missing_ok=True)
     (out / RUNNING_METRICS).unlink()
     return out / FINAL
+
+
+def _check_finished(final: Path, config: TrainConfig) -> None:
+    """A finished run is only "already finished" for the config it was trained with."""
+    meta = load_checkpoint(final).get("meta", {})
+    if "config" in meta:
+        compare_configs(meta["config"], config, final)
 
 
 class _RankSlice(torch.utils.data.Sampler):
@@ -151,6 +212,7 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
     model file."""
     out = Path(out)
     if (out / FINAL).exists():
+        _check_finished(out / FINAL, config)
         log.info("%s exists: training already finished", out / FINAL)
         return out / FINAL
     world = world or world_from_env()
@@ -168,7 +230,7 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
 
     state = build_training(config, device)
     checkpoint_path = out / CHECKPOINT
-    start = resume(state, checkpoint_path)
+    start, history = resume(state, config, checkpoint_path)
     dataset = DetectionDataset(state.data, train_transform(state.model.layout.image_size), train=True, seed=config.seed)
     sampler = IterationBatchSampler(len(dataset), config.batch_size, config.seed, config.max_iter, start)
     loader = make_loader(
@@ -194,9 +256,9 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
         clip_grad_norm=config.clip_grad_norm,
     )
 
-    def save(iteration: int) -> None:
+    def save(iteration: int, reason: str) -> None:
         if world.is_main:
-            save_checkpoint(state, config, checkpoint_path, iteration)
+            save_checkpoint(state, config, checkpoint_path, iteration, history, reason)
 
     hooks = [StopOnSignal(save), PeriodicCheckpointer(save, config.checkpoint_every)]
     if world.is_main:
@@ -212,7 +274,17 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
         raise TrainingDiverged(
             f"{error}; the last good checkpoint is {checkpoint_path} ({kept}). Lower lr or raise warmup_iters."
         ) from None
-    return finish(state, config, out, trainer.iter) if world.is_main else out / FINAL
+    return finish(state, config, out, trainer.iter, history) if world.is_main else out / FINAL
 
 
-__all__ = ["METRICS", "RUNNING_METRICS", "Interrupted", "TrainingDiverged", "lr_factor", "prior_family", "train"]
+__all__ = [
+    "METRICS",
+    "RUNNING_METRICS",
+    "ConfigChanged",
+    "Interrupted",
+    "TrainingDiverged",
+    "compare_configs",
+    "lr_factor",
+    "prior_family",
+    "train",
+]

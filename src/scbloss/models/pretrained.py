@@ -19,14 +19,15 @@ def read_state_dict(source: str | os.PathLike, cache_dir: str | os.PathLike | No
             map_location="cpu",
             check_hash=True,
             progress=False,
+            weights_only=True,
         )
     path = Path(text)
     if not path.is_file():
-        raise FileNotFoundError(f"VGG16 weights: no such file {path}")
+        raise FileNotFoundError(f"backbone weights: no such file {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a file that is no checkpoint
-        raise ValueError(f"VGG16 weights: {path} is not a readable PyTorch state dict ({error})") from error
+        raise ValueError(f"backbone weights: {path} is not a readable PyTorch state dict ({error})") from error
 
 
 def load_vgg16_imagenet(model: nn.Module, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
