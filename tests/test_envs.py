@@ -113,7 +113,7 @@ def test_every_rule_command_runs_through_the_environments_python():
     code, output = run_snakemake("-n", "-p", "--forceall", "--configfile", str(REPO / "config" / "paper.yaml"))
     assert code == 0, output[-3000:]
     commands = [
-        re.sub(r"^OMP_NUM_THREADS=\S+ ", "", line)
+        re.sub(r"^(export )?OMP_NUM_THREADS=\S+(;)? (exec )?", "", line)
         for line in re.findall(r"^Shell command: (.+)$", output, re.MULTILINE)
     ]
     commands = [c for c in commands if c != "None"]  # script: rules (run_config) print no command

@@ -38,7 +38,7 @@ def cluster(tmp_path_factory):
 SITE = REPO / "tests" / "slurm" / "site.yaml"
 
 
-def _snakemake(*args, timeout=2400):
+def _snakemake(*args, timeout=2400, site=SITE):
     """Snakemake with the project's SLURM profile and the test cluster's site values, bounded in time (a lost job
     would otherwise loop forever)."""
     command = [
@@ -53,7 +53,7 @@ def _snakemake(*args, timeout=2400):
         "profiles/slurm",
         *args,
     ]
-    env = {**os.environ, "SCBLOSS_SLURM_SITE": str(SITE)}
+    env = {**os.environ, "SCBLOSS_SLURM_SITE": str(site)}
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
@@ -99,31 +99,39 @@ def _one_run_config(folder: Path, **train) -> Path:
     return _config(folder, tables=["table1"], tables_dir=str(tables), figures={"match_stats": []}, train=defaults)
 
 
-def test_killed_training_job_resumes_and_ends_as_if_never_stopped(cluster, tmp_path):
-    """scancel ends the job as a walltime kill or preemption would (SIGTERM to every process, then SIGKILL); the
-    profile's retries resubmit it and training resumes from its last checkpoint."""
-    config = _one_run_config(tmp_path, max_iter=120, lr_steps=[100], log_every=2, checkpoint_every=10)
-    run = tmp_path / "results" / "runs" / "voc-ssd300-none-s0"
-    process = _snakemake("--configfile", str(config), timeout=900)
-    deadline = time.time() + 600
-    job = None
+def _training_job(run: Path, rows: int, deadline: float) -> str | None:
+    """The SLURM job id of the training job once it has logged ``rows`` iterations."""
     while time.time() < deadline:
         running = run / "metrics.running.csv"
-        if (run / "checkpoint.pt").exists() and len(running.read_text().splitlines()) > 15:  # 30 iterations done
+        if running.exists() and len(running.read_text().splitlines()) > rows:
             jobs = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout.split("\n")
             job = next((line.split()[0] for line in jobs if "rule_train" in line), None)
             if job:
-                break
+                return job
         time.sleep(0.2)
+    return None
+
+
+def _resumes(log: str) -> list[tuple[int, str]]:
+    """(iteration, why its checkpoint was written) of each resumption in a training log."""
+    return [(int(n), why) for n, why in re.findall(r"resumed from iteration (\d+) \(.*, saved on (.+)\)", log)]
+
+
+def test_a_signalled_training_job_saves_where_it_stopped_and_the_retry_resumes_there(cluster, tmp_path):
+    """`scancel --signal=TERM` reaches the training step as SLURM's warning signal does: the trainer finishes its
+    iteration, saves it and exits; the profile's retries resubmit the job, and it ends as if never stopped."""
+    config = _one_run_config(tmp_path, batch_size=2, max_iter=100, lr_steps=[90], log_every=1, checkpoint_every=1000)
+    run = tmp_path / "results" / "runs" / "voc-ssd300-none-s0"
+    process = _snakemake("--configfile", str(config), timeout=900)
+    job = _training_job(run, 20, time.time() + 600)
     assert job, "the training job never got going"
-    subprocess.run(["scancel", job], check=True)
+    subprocess.run(["scancel", "--signal=TERM", job], check=True)
     output = process.communicate()[0]
     assert process.returncode == 0, output[-5000:]
 
     log = (tmp_path / "results" / "logs" / "train" / "voc-ssd300-none-s0.log").read_text()
-    resumed = re.search(r"resumed from iteration (\d+)", log)
-    assert resumed, log[-3000:]
-    assert 10 <= int(resumed.group(1)) < 120 and int(resumed.group(1)) % 10 == 0
+    resumes = _resumes(log)  # no periodic checkpoint before iteration 1000: only the stop wrote one
+    assert len(resumes) == 1 and 20 <= resumes[0][0] < 100 and resumes[0][1] == "SIGTERM", log[-3000:]
 
     reference = tmp_path / "reference"
     from scbloss.engine.config import load_config
@@ -132,9 +140,25 @@ def test_killed_training_job_resumes_and_ends_as_if_never_stopped(cluster, tmp_p
     os.environ["OMP_NUM_THREADS"] = "1"  # as the rule runs it
     torch.set_num_threads(1)
     train(load_config(run / "train.yaml"), reference)
-    ours = torch.load(run / "model_final.pt", weights_only=False)["model"]
-    theirs = torch.load(reference / "model_final.pt", weights_only=False)["model"]
+    ours = torch.load(run / "model_final.pt", weights_only=True)["model"]
+    theirs = torch.load(reference / "model_final.pt", weights_only=True)["model"]
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_a_job_that_reaches_its_walltime_resumes_from_the_iteration_it_stopped(cluster, tmp_path):
+    """A 2-minute walltime with the profile's warning signal 60 s before it: the attempt is stopped by SIGTERM,
+    saves the iteration it is on, and the next one resumes there (no periodic checkpoint in between)."""
+    site = yaml.safe_load(SITE.read_text())
+    site["train"]["runtime"] = 2
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    config = _one_run_config(tmp_path, batch_size=2, max_iter=400, lr_steps=[390], log_every=10, checkpoint_every=1000)
+    process = _snakemake("--configfile", str(config), timeout=1200, site=tmp_path / "site.yaml")
+    output = process.communicate()[0]
+    assert process.returncode == 0, output[-5000:]
+    log = (tmp_path / "results" / "logs" / "train" / "voc-ssd300-none-s0.log").read_text()
+    resumes = _resumes(log)
+    assert resumes and all(why == "SIGTERM" and 0 < n < 400 for n, why in resumes), log[-3000:]
+    assert (tmp_path / "results" / "runs" / "voc-ssd300-none-s0" / "model_final.pt").is_file()
 
 
 def test_a_failed_job_is_reported_with_its_slurm_log(cluster, tmp_path):

@@ -1,4 +1,6 @@
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,10 +11,18 @@ import torch
 import yaml
 
 from scbloss.data.toy import ToyConfig, generate_toy
-from scbloss.engine.checkpoint import CHECKPOINT, FINAL, load_trained
+from scbloss.engine.checkpoint import CHECKPOINT, FINAL, CheckpointError, load_trained
 from scbloss.engine.config import ConfigError, config_from_dict, load_config
 from scbloss.engine.hooks import loss_terms
-from scbloss.engine.train import METRICS, RUNNING_METRICS, TrainingDiverged, lr_factor, train
+from scbloss.engine.train import (
+    METRICS,
+    RUNNING_METRICS,
+    ConfigChanged,
+    Interrupted,
+    TrainingDiverged,
+    lr_factor,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +50,71 @@ def _config(toy, **overrides):
 
 
 def test_lr_schedule():
-    config = config_from_dict({"lr": 0.1, "warmup_iters": 10, "warmup_factor": 0.5, "lr_steps": [20, 30], "gamma": 0.1})
+    config = config_from_dict(
+        {"dataset": DATA, "lr": 0.1, "warmup_iters": 10, "warmup_factor": 0.5, "lr_steps": [20, 30], "gamma": 0.1}
+    )
     assert [lr_factor(config, i) for i in (0, 5, 10, 19, 20, 29, 30)] == pytest.approx(
         [0.5, 0.75, 1.0, 1.0, 0.1, 0.1, 0.01]
     )
 
 
+DATA = {"kind": "voc", "root": "data/VOCdevkit"}
+
+
 def test_config_errors_name_the_file_and_key(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("model: ssd300\nbatch_sise: 8\n")
+    path.write_text("model: ssd300\nbatch_sise: 8\ndataset: {kind: voc, root: x}\n")
     with pytest.raises(ConfigError, match=r"run.yaml: unknown key batch_sise"):
         load_config(path)
     path.write_text("dataset: {kind: voc, rooot: x}\n")
     with pytest.raises(ConfigError, match=r"run.yaml: unknown key dataset.rooot"):
         load_config(path)
-    path.write_text("weighting: focal\n")
+    path.write_text("weighting: focal\ndataset: {kind: voc, root: x}\n")
     with pytest.raises(ConfigError, match=r"run.yaml: weighting: 'focal' is not one of"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("lr: null", "lr: may not be null"),
+        ("lr_steps: 30", r"lr_steps: expected a list of whole numbers, e.g. \[30\], got 30"),
+        ('batch_norm: "no"', "batch_norm: expected true or false, got 'no'"),
+        ("max_iter: 2.5", "max_iter: expected a whole number, got 2.5"),
+        ("gamma: -0.1", "gamma: must be > 0, got -0.1"),
+        ("warmup_iters: -1", "warmup_iters: must be >= 0, got -1"),
+        ("momentum: -0.5", "momentum: must be >= 0, got -0.5"),
+        ("momentum: 1.0", "momentum: must be < 1, got 1.0"),
+        ("lr: fast", "lr: expected a number, got the text 'fast'"),
+        ("apply_to: loc", "apply_to: 'loc' is not one of cls, cls\\+loc"),
+        ("lr_steps: [30, x]", r"lr_steps\[1\]: expected a number"),
+    ],
+)
+def test_config_values_are_typed_and_ranged(tmp_path, line, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"dataset: {{kind: voc, root: x}}\n{line}\n")
+    with pytest.raises(ConfigError, match=f"run.yaml: {message}"):
+        load_config(path)
+
+
+def test_numbers_written_as_text_are_numbers(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text('dataset: {kind: toy_coco, root: x}\nlr: 1e-3\nmax_iter: "2"\nlr_steps: ["1"]\n')
+    config = load_config(path)  # PyYAML reads 1e-3 (no dot) as the string '1e-3'
+    assert (config.lr, config.max_iter, config.lr_steps) == (0.001, 2, [1])
+    assert config.dataset.split == "train"  # the training split of a COCO-layout dataset
+
+
+def test_an_empty_or_datasetless_config_is_an_error(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("")
+    with pytest.raises(ConfigError, match="run.yaml: the config is empty"):
+        load_config(path)
+    path.write_text("model: ssd300\n")
+    with pytest.raises(ConfigError, match="run.yaml: missing key dataset"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="absent.yaml: cannot read the file"):
+        load_config(tmp_path / "absent.yaml")
 
 
 def _run_cli(config_path, out, **kwargs):
@@ -74,23 +132,40 @@ def _metric_rows(out):
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
-def test_sigterm_then_resume_equals_an_uninterrupted_run(toy, tmp_path):
-    config_path = tmp_path / "run.yaml"
-    config_path.write_text(yaml.safe_dump(_config(toy, max_iter=8)))
-
-    whole = _run_cli(config_path, tmp_path / "whole")
+@pytest.fixture(scope="module")
+def uninterrupted(toy, tmp_path_factory):
+    """A 20-iteration run start to end, the reference for every interrupted one (workers do not change results)."""
+    folder = tmp_path_factory.mktemp("whole")
+    (folder / "run.yaml").write_text(yaml.safe_dump(_config(toy, max_iter=20)))
+    whole = _run_cli(folder / "run.yaml", folder / "run")
     assert whole.wait(timeout=300) == 0, whole.stdout.read()
+    return folder / "run"
 
-    interrupted = _run_cli(config_path, tmp_path / "split")
+
+@pytest.mark.parametrize(
+    "signum,to_group,workers",
+    [(signal.SIGTERM, False, 0), (signal.SIGTERM, True, 2), (signal.SIGUSR1, True, 2)],
+    ids=["TERM-to-main", "TERM-to-group-2-workers", "USR1-to-group-2-workers"],
+)
+def test_a_stop_signal_then_resume_equals_an_uninterrupted_run(toy, tmp_path, uninterrupted, signum, to_group, workers):
+    """As SLURM and `timeout` do, the signal may reach every process of the group, DataLoader workers included:
+    the run still saves at the iteration it stopped and resumes bit for bit."""
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(_config(toy, max_iter=20, num_workers=workers)))
+    interrupted = _run_cli(config_path, tmp_path / "split", start_new_session=True)
     deadline = time.time() + 240
     while _metric_rows(tmp_path / "split") < 3 and time.time() < deadline:
-        time.sleep(0.05)
-    interrupted.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
+    if to_group:
+        os.killpg(interrupted.pid, signum)
+    else:
+        interrupted.send_signal(signum)
     output = interrupted.stdout.read()
-    assert interrupted.wait(timeout=120) == 128 + signal.SIGTERM, output
-    assert "stopped by SIGTERM" in output
-    stopped_at = torch.load(tmp_path / "split" / CHECKPOINT, weights_only=False)["iteration"]
-    assert 3 <= stopped_at < 8
+    assert interrupted.wait(timeout=120) == 128 + signum, output
+    assert f"stopped by {signal.Signals(signum).name}" in output and "Traceback" not in output
+    stopped_at = torch.load(tmp_path / "split" / CHECKPOINT, weights_only=True)["iteration"]
+    logged = (tmp_path / "split" / RUNNING_METRICS).read_text().splitlines()
+    assert 3 <= stopped_at < 20 and int(logged[-1].split(",")[0]) == stopped_at  # saved where it stopped
     assert not (tmp_path / "split" / FINAL).exists() and not (tmp_path / "split" / METRICS).exists()
 
     resumed = _run_cli(config_path, tmp_path / "split")
@@ -98,13 +173,70 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(toy, tmp_path):
     assert resumed.wait(timeout=300) == 0, output
     assert f"resumed from iteration {stopped_at}" in output
 
-    a = torch.load(tmp_path / "whole" / FINAL, weights_only=False)["model"]
-    b = torch.load(tmp_path / "split" / FINAL, weights_only=False)["model"]
+    a = torch.load(uninterrupted / FINAL, weights_only=True)["model"]
+    b = torch.load(tmp_path / "split" / FINAL, weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows = (tmp_path / "split" / METRICS).read_text().splitlines()
-    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, 9))  # no iteration logged twice
+    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, 21))  # no iteration logged twice
     assert (tmp_path / "split" / "config.yaml").is_file() and not (tmp_path / "split" / CHECKPOINT).exists()
     assert not (tmp_path / "split" / RUNNING_METRICS).exists()
+
+
+def _interrupt_at(monkeypatch, iteration: int) -> None:
+    """Send this process SIGUSR1 during the given iteration's loss (the trainer stops after that iteration)."""
+    from scbloss.detection.criterion import SingleShotCriterion
+
+    original, calls = SingleShotCriterion.__call__, []
+
+    def signalling(self, *args):
+        calls.append(1)
+        if len(calls) == iteration:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(self, *args)
+
+    monkeypatch.setattr(SingleShotCriterion, "__call__", signalling)
+
+
+def test_resuming_with_a_config_that_changes_the_result_is_refused(toy, tmp_path, monkeypatch):
+    _interrupt_at(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        train(config_from_dict(_config(toy)), tmp_path / "run")
+    monkeypatch.undo()
+    for change, listed in (
+        ({"lr": 2e-3}, "lr: 0.001 -> 0.002"),
+        ({"width": 0.25}, "width: 0.125 -> 0.25"),
+        ({"weighting": "none", "max_iter": 9}, "weighting: 'scb' -> 'none'; max_iter: 6 -> 9"),
+    ):
+        with pytest.raises(
+            ConfigChanged,
+            match=re.escape(listed) + r".*Either put the values it was started with "
+            r"back into the config, or train into a new run folder \(--out\)",
+        ):
+            train(config_from_dict(_config(toy, **change)), tmp_path / "run")
+    final = train(config_from_dict(_config(toy, log_every=2, num_workers=1)), tmp_path / "run")
+    meta = torch.load(final, weights_only=True)["meta"]  # harmless changes are taken and recorded
+    assert meta["config_changes"] == [{"iteration": 2, "changed": {"log_every": [1, 2], "num_workers": [0, 1]}}]
+    assert (
+        meta["config"]["num_workers"] == 1
+        and yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["log_every"] == 2
+    )
+    with pytest.raises(ConfigChanged, match="model_final.pt was trained with other values of lr"):
+        train(config_from_dict(_config(toy, lr=5e-3)), tmp_path / "run")  # finished: an error, not "done"
+
+
+def test_a_final_model_file_in_place_of_the_checkpoint_is_named(toy, tmp_path):
+    final = train(config_from_dict(_config(toy, max_iter=2)), tmp_path / "done")
+    (tmp_path / "run").mkdir()
+    shutil.copy(final, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(
+        CheckpointError,
+        match=r"checkpoint.pt: a final model file \(as model_final.pt\), not a "
+        r"resumable checkpoint",
+    ):
+        train(config_from_dict(_config(toy, max_iter=2)), tmp_path / "run")
+    (tmp_path / "run" / CHECKPOINT).write_bytes(b"half a file")
+    with pytest.raises(CheckpointError, match="checkpoint.pt: not a readable PyTorch file .*; delete it to start"):
+        train(config_from_dict(_config(toy, max_iter=2)), tmp_path / "run")
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(toy, tmp_path, monkeypatch):
@@ -123,7 +255,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(toy, tmp_path, monk
     monkeypatch.setattr(MultiBoxLoss, "forward", poisoned)
     with pytest.raises(TrainingDiverged, match="non-finite loss at iteration 5"):
         train(config_from_dict(_config(toy, checkpoint_every=2)), tmp_path / "run")
-    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=False)["iteration"] == 4
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["iteration"] == 4
     assert not (tmp_path / "run" / FINAL).exists()
 
 
@@ -132,7 +264,7 @@ def test_finished_run_is_not_trained_again(toy, tmp_path):
     final = train(config, tmp_path / "run")
     stamp = os.stat(final).st_mtime_ns
     assert train(config, tmp_path / "run") == final and os.stat(final).st_mtime_ns == stamp
-    meta = torch.load(final, weights_only=False)["meta"]
+    meta = torch.load(final, weights_only=True)["meta"]
     assert meta["class_names"] == ["disc", "square", "triangle", "cross"] and meta["num_classes"] == 5
 
 
@@ -164,7 +296,7 @@ def test_two_processes_with_torchrun(toy, tmp_path):
     assert "rank 0 of 2" in result.stdout and "rank 1 of 2" in result.stdout
     rows = (tmp_path / "ddp" / METRICS).read_text().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3]
-    assert torch.load(tmp_path / "ddp" / FINAL, weights_only=False)["meta"]["iterations"] == 3
+    assert torch.load(tmp_path / "ddp" / FINAL, weights_only=True)["meta"]["iterations"] == 3
 
 
 def test_every_loss_term_of_a_criterion_is_logged(toy, tmp_path):

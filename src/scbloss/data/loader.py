@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -89,6 +90,23 @@ class IterationBatchSampler(Sampler):
             yield [(int(i), epoch) for i in order[first : first + self.batch_size]]
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Workers leave SIGTERM/SIGUSR1 to the main process: SLURM and `timeout` signal the whole process group, and a
+    worker killed by it would take the run down before the main process has saved its checkpoint."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def worker_error(error: Exception) -> str:
+    """The one-line message of an error raised in a DataLoader worker (the loader re-raises it in the main process
+    wrapped in the worker's whole traceback)."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    return last.split(": ", 1)[1] if ": " in last else last
+
+
 def collate(batch):
     """Stack the images (all resized to the model's input); keep targets as a list (object counts differ)."""
     images, targets = zip(*batch)
@@ -99,9 +117,10 @@ def make_loader(
     dataset: Dataset, batch_sampler: Sampler | None = None, batch_size: int = 1, num_workers: int = 0
 ) -> DataLoader:
     """A DataLoader over iteration batches (training) or the dataset in order (evaluation)."""
+    options = {"num_workers": num_workers, "collate_fn": collate, "worker_init_fn": _ignore_stop_signals}
     if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+        return DataLoader(dataset, batch_sampler=batch_sampler, **options)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **options)
 
 
-__all__ = ["DetectionDataset", "IterationBatchSampler", "collate", "make_loader", "sample_seed"]
+__all__ = ["DetectionDataset", "IterationBatchSampler", "collate", "make_loader", "sample_seed", "worker_error"]

@@ -75,16 +75,19 @@ class Trainer:
     def train(self) -> None:
         """Run the remaining iterations; hooks see every step, and ``after_train`` runs even when a step fails."""
         self.model.train()
-        self._data = iter(self.loader)
         try:
             for hook in self._hooks:
                 hook.before_train()
+            self._data = iter(self.loader)  # after the hooks: workers start with their signal handling in place
             while self.iter < self.max_iter:
                 self.run_step()
                 self.iter += 1
                 for hook in self._hooks:
                     hook.after_step()
         finally:
+            # Release the loader's iterator now, so its workers are told to stop and exit. Left to the interpreter's
+            # exit, multiprocessing would SIGTERM them, which they ignore (see data.loader), and wait forever.
+            self._data = None
             for hook in self._hooks:
                 hook.after_train()
 
