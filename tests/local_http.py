@@ -1,10 +1,12 @@
 """A throw-away HTTP server on 127.0.0.1 for download tests: serves bytes from memory, honours Range requests,
-and can be told to fail or to cut a transfer short."""
+and can be told to fail, to cut a transfer short, to ignore Range, to resume at the wrong byte, to send no
+Content-Length, or to send slowly."""
 
 from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections import defaultdict
 
 
@@ -14,6 +16,10 @@ class LocalServer:
         self.fail: dict[str, list[int]] = defaultdict(list)  # path -> statuses to answer with, one per request
         self.truncate_once: set[str] = set()  # path -> first answer sends only half the body
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        self.ignore_range: set[str] = set()  # answer 200 with the whole body even to a Range request
+        self.wrong_offset: dict[str, int] = {}  # answer a Range request with a 206 starting this many bytes later
+        self.no_length: set[str] = set()  # send no Content-Length; the end of the body is the closed connection
+        self.seconds_per_chunk: dict[str, float] = {}  # send 64 KiB at a time with this pause between chunks
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -31,8 +37,8 @@ class LocalServer:
                     return
                 start = 0
                 ranged = self.headers.get("Range")
-                if ranged and ranged.startswith("bytes="):
-                    start = int(ranged[6:].split("-")[0])
+                if ranged and ranged.startswith("bytes=") and self.path not in server.ignore_range:
+                    start = int(ranged[6:].split("-")[0]) + server.wrong_offset.get(self.path, 0)
                     if start >= len(body):
                         self.send_error(416)
                         return
@@ -41,7 +47,10 @@ class LocalServer:
                 else:
                     self.send_response(200)
                 part = body[start:]
-                self.send_header("Content-Length", str(len(part)))
+                if self.path in server.no_length:
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(len(part)))
                 self.end_headers()
                 if self.path in server.truncate_once:
                     server.truncate_once.discard(self.path)
@@ -49,7 +58,14 @@ class LocalServer:
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                self.wfile.write(part)
+                pause = server.seconds_per_chunk.get(self.path)
+                if pause is None:
+                    self.wfile.write(part)
+                    return
+                for offset in range(0, len(part), 1 << 16):
+                    self.wfile.write(part[offset : offset + (1 << 16)])
+                    self.wfile.flush()
+                    time.sleep(pause)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"

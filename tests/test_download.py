@@ -1,6 +1,9 @@
 import hashlib
 import io
+import subprocess
+import sys
 import tarfile
+import time
 import zipfile
 
 import pytest
@@ -59,7 +62,7 @@ def test_checksum_mismatch_leaves_nothing(tmp_path):
         server.files["/a.bin"] = b"corrupted"
         with pytest.raises(DownloadError, match="checksum mismatch for a.bin"):
             download(f"{server.base}/a.bin", tmp_path / "a.bin", md5=_md5(b"original"), progress=False)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".a.bin.lock"]  # lock files stay: unlinking one races
 
 
 def test_404_fails_at_once_and_500_after_retries(tmp_path, _no_backoff_sleep):
@@ -158,3 +161,148 @@ def test_prepare_adopts_an_existing_extraction(tmp_path):
     assert folder.is_symlink() and folder.resolve() == existing.resolve()
     with pytest.raises(FileNotFoundError, match="not an extracted VOC folder"):
         prepare("voc", tmp_path / "other", existing=tmp_path / "elsewhere")
+
+
+def test_a_server_that_ignores_range_gets_the_file_from_the_start(tmp_path):
+    body = bytes(range(256)) * 400
+    (tmp_path / "a.bin.part").write_bytes(body[:1000])  # an earlier attempt's prefix
+    with LocalServer() as server:
+        server.files["/a.bin"] = body
+        server.ignore_range.add("/a.bin")
+        download(f"{server.base}/a.bin", tmp_path / "a.bin", md5=_md5(body), progress=False)
+    assert (tmp_path / "a.bin").read_bytes() == body
+    assert server.requests == [("/a.bin", "bytes=1000-")]
+
+
+def test_a_206_at_the_wrong_offset_is_not_appended(tmp_path):
+    body = bytes(range(256)) * 400
+    (tmp_path / "a.bin.part").write_bytes(body[:1000])
+    with LocalServer() as server:
+        server.files["/a.bin"] = body
+        server.wrong_offset["/a.bin"] = 24  # answers "bytes 1024-..." to "bytes=1000-"
+        download(f"{server.base}/a.bin", tmp_path / "a.bin", md5=_md5(body), progress=False)
+    assert (tmp_path / "a.bin").read_bytes() == body
+    assert server.requests == [("/a.bin", "bytes=1000-"), ("/a.bin", None)]
+
+
+def test_no_content_length_reads_to_the_end_and_checks_the_md5(tmp_path):
+    body = bytes(range(256)) * 400
+    with LocalServer() as server:
+        server.files["/a.bin"] = body
+        server.no_length.add("/a.bin")
+        download(f"{server.base}/a.bin", tmp_path / "a.bin", md5=_md5(body), progress=False)
+    assert (tmp_path / "a.bin").read_bytes() == body
+
+
+def test_a_stale_part_that_is_not_a_prefix_is_downloaded_again(tmp_path):
+    body = bytes(range(256)) * 400
+    (tmp_path / "a.bin.part").write_bytes(b"x" * 1000)  # left by a download of another file version
+    with LocalServer() as server:
+        server.files["/a.bin"] = body
+        download(f"{server.base}/a.bin", tmp_path / "a.bin", md5=_md5(body), progress=False)
+    assert (tmp_path / "a.bin").read_bytes() == body
+    assert server.requests == [("/a.bin", "bytes=1000-"), ("/a.bin", None)]
+
+
+def test_a_local_write_error_is_named_and_not_retried(tmp_path, monkeypatch):
+    real_open = open
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        if str(path).endswith(".part") and "b" in mode and ("a" in mode or "w" in mode):
+            raise OSError(28, "No space left on device", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_disk)
+    with LocalServer() as server:
+        server.files["/a.bin"] = b"payload"
+        with pytest.raises(dl.LocalFileError, match=r"a.bin.part: cannot write the download \(No space left"):
+            download(f"{server.base}/a.bin", tmp_path / "a.bin", progress=False)
+    assert len(server.requests) == 1
+
+
+_DOWNLOAD_IN_A_PROCESS = """
+import sys
+from scbloss.data.download import download
+download(sys.argv[1], sys.argv[2], md5=sys.argv[3], progress=False)
+"""
+
+
+def test_two_processes_downloading_the_same_archive(tmp_path):
+    body = bytes(range(256)) * 4096  # 1 MiB, sent in 16 chunks of 64 KiB, 50 ms apart
+    with LocalServer() as server:
+        server.files["/a.bin"] = body
+        server.seconds_per_chunk["/a.bin"] = 0.05
+        command = [
+            sys.executable,
+            "-c",
+            _DOWNLOAD_IN_A_PROCESS,
+            f"{server.base}/a.bin",
+            str(tmp_path / "a.bin"),
+            _md5(body),
+        ]
+        first = subprocess.Popen(command)
+        time.sleep(0.2)
+        second = subprocess.Popen(command)
+        assert first.wait(timeout=60) == 0 and second.wait(timeout=60) == 0
+    assert (tmp_path / "a.bin").read_bytes() == body
+    assert server.requests == [("/a.bin", None)]  # the second waited for the first and found the file done
+
+
+_PREPARE_KILLED_WHILE_EXTRACTING = """
+import os, sys, time
+from pathlib import Path
+from scbloss.data import download, prepare
+from scbloss.data.sources import DATASETS, Archive
+
+real_unpack = download.unpack
+def unpack_then_stall(archive, into):
+    real_unpack(archive, into)
+    Path(sys.argv[3]).touch()  # one archive is out: the test kills us now
+    time.sleep(60)
+download.unpack = unpack_then_stall
+archives = [Archive(a.filename, a.md5, a.path) for a in eval(sys.argv[2])]
+DATASETS["voc"] = (DATASETS["voc"][0], archives)
+prepare.prepare("voc", Path(sys.argv[4]), mirror=sys.argv[1], progress=False)
+"""
+
+
+def test_a_kill_during_extraction_leaves_no_dataset_and_a_rerun_completes(tmp_path, voc_mirror):
+    archives = repr([(a.filename, a.md5, a.path) for a in DATASETS["voc"][1]])
+    marker, root = tmp_path / "one-archive-out", tmp_path / "data"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _PREPARE_KILLED_WHILE_EXTRACTING.replace(
+                "Archive(a.filename, a.md5, a.path) for a in", "Archive(*a) for a in"
+            ),
+            voc_mirror.base,
+            archives,
+            str(marker),
+            str(root),
+        ]
+    )
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "extraction never started"
+    child.kill()
+    child.wait(timeout=30)
+    assert not (root / "VOCdevkit").exists()  # half an extraction is never where a reader looks
+    folder = prepare("voc", root, mirror=voc_mirror.base, progress=False)
+    assert (folder / "VOC2012" / "JPEGImages" / "3.jpg").is_file()
+    assert not [p for p in root.iterdir() if "extracting" in p.name or "unpacked" in p.name]
+
+
+def test_a_full_disk_during_extraction_names_the_archive_and_leaves_nothing(tmp_path, monkeypatch):
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(_tar({"x.txt": b"1"}))
+
+    def disk_full(archive, into):
+        (into / "half.txt").write_text("part")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dl, "unpack", disk_full)
+    with pytest.raises(DownloadError, match=r"a.tar: cannot extract into .* \(No space left on device\)"):
+        extract_all([archive], tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar"]

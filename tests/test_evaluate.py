@@ -102,7 +102,7 @@ def test_train_then_evaluate_voc_and_coco_layouts(toy, tmp_path):
         "AR_M",
         "AR_L",
     ]
-    state = torch.load(final, weights_only=False)
+    state = torch.load(final, weights_only=True)
     state["meta"]["class_names"] = ["cat", "dog", "cow", "sheep"]
     torch.save(state, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"other.pt: trained on classes \['cat'"):

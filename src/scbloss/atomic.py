@@ -1,4 +1,5 @@
-"""Writing files so that a reader never sees half of one: write to a temporary sibling, then rename over."""
+"""Writing files so that a reader never sees half of one (write to a temporary sibling, then rename over), and so
+that two writers never write the same one at once (a lock file)."""
 
 from __future__ import annotations
 
@@ -40,4 +41,22 @@ def save_figure(figure, png: Path) -> None:
     plt.close(figure)
 
 
-__all__ = ["atomic_path", "save_figure", "write_text"]
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed): a second process waits here until the first is done.
+
+    fcntl's lock is released by the kernel when its holder dies, so a killed process never leaves it stuck.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+__all__ = ["atomic_path", "file_lock", "save_figure", "write_text"]

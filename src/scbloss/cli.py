@@ -7,8 +7,6 @@ import logging
 import sys
 from pathlib import Path
 
-from .data.records import DatasetError
-
 
 def _data_download(args: argparse.Namespace) -> int:
     from .data.prepare import prepare
@@ -16,6 +14,16 @@ def _data_download(args: argparse.Namespace) -> int:
     folder = prepare(args.dataset, Path(args.root), mirror=args.mirror, existing=args.existing)
     print(f"{args.dataset}: ready at {folder}")
     return 0
+
+
+def error_line(error: Exception) -> str:
+    """One line for the user: an OS error as "path: cause", a data loader worker's error without its traceback."""
+    from .data.loader import worker_error
+
+    if isinstance(error, OSError) and error.filename is not None:
+        target = f" -> {error.filename2}" if error.filename2 is not None else ""
+        return f"{error.filename}{target}: {error.strerror or error}"
+    return worker_error(error)
 
 
 def _given(args: argparse.Namespace, **names: str) -> dict:
@@ -35,7 +43,7 @@ def _data_toy(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from .data.check import check_folder, summarize
 
-    found, problems = check_folder(Path(args.folder))
+    found, problems = check_folder(Path(args.folder), workers=args.workers)
     for name, data in found:
         print(
             f"## {name}: {len(data.records)} images, "
@@ -155,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = data.add_parser("check", help="read a dataset folder whole; report counts and problems")
     check.add_argument("folder")
+    check.add_argument("--workers", type=int, help="processes decoding images (default: one per CPU)")
     check.set_defaults(handler=_data_check)
 
     train = commands.add_parser("train", help="train a detector from a YAML config (resumes by itself)")
@@ -219,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.handler(args)
-    except (DatasetError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
-        print(f"scbloss: error: {error}", file=sys.stderr)
+    except (OSError, ValueError, RuntimeError) as error:
+        if args.verbose:
+            raise
+        print(f"scbloss: error: {error_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -1,11 +1,15 @@
-"""`scbloss data check`: read a dataset folder whole and report counts and problems."""
+"""`scbloss data check`: read a dataset folder whole, decode every image, report counts and every problem."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+from tqdm import tqdm
 
 from .records import DatasetError, DetectionSet
 
@@ -37,8 +41,37 @@ def summarize(data: DetectionSet) -> pd.DataFrame:
     return table.astype(int)
 
 
-def check_folder(folder: Path) -> tuple[list[tuple[str, DetectionSet]], list[str]]:
-    """Find every dataset split under ``folder`` (toy, VOCdevkit or COCO layouts) and read it; collect problems."""
+def decode_problem(file: Path, width: int, height: int) -> str | None:
+    """Why an image file cannot be what its annotation says: undecodable, or of another size; None if it is."""
+    try:
+        with Image.open(file) as image:
+            image.load()  # decodes every pixel: a truncated JPEG fails here, not at open()
+            size = image.size
+    except (OSError, Image.DecompressionBombError) as error:
+        return f"{file}: cannot decode image ({error})"
+    if size != (width, height):
+        return f"{file}: image is {size[0]}x{size[1]}, annotation says {width}x{height}"
+    return None
+
+
+def check_images(sizes: dict[Path, tuple[int, int]], workers: int | None = None, progress: bool = True) -> list[str]:
+    """Decode every image (in parallel processes) and compare its size with the annotation's; the problems found."""
+    workers = workers or os.cpu_count() or 1
+    items = sorted(sizes.items())
+    problems = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(decode_problem, *zip(*((f, w, h) for f, (w, h) in items)), chunksize=64) if items else []
+        for problem in tqdm(results, total=len(items), desc="decode", unit="img", disable=not progress, mininterval=5):
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def check_folder(
+    folder: Path, workers: int | None = None, progress: bool = True
+) -> tuple[list[tuple[str, DetectionSet]], list[str]]:
+    """Find every dataset split under ``folder`` (toy, VOCdevkit or COCO layouts), read it whole, decode every image;
+    return the splits read and every problem found, each naming its file."""
     from .registry import load_dataset
 
     folder = Path(folder)
@@ -56,14 +89,16 @@ def check_folder(folder: Path) -> tuple[list[tuple[str, DetectionSet]], list[str
     found, problems = [], []
     for kind, root, split in candidates:
         try:
-            data = load_dataset(kind, root, split)
-        except (DatasetError, FileNotFoundError) as error:
+            data = load_dataset(kind, root, split, problems)
+        except (DatasetError, OSError) as error:
             problems.append(f"{kind}/{split}: {error}")
             continue
         if data.dropped:
             problems.append(f"{kind}/{split}: {data.dropped} degenerate box(es) dropped after clipping")
         found.append((f"{kind}/{split}", data))
+    sizes = {record.file: (record.width, record.height) for _, data in found for record in data.records}
+    problems += check_images(sizes, workers, progress)
     return found, problems
 
 
-__all__ = ["check_folder", "size_bucket", "summarize"]
+__all__ = ["check_folder", "check_images", "decode_problem", "size_bucket", "summarize"]

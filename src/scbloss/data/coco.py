@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,28 @@ _REQUIRED = {
 }
 
 
-def load_coco_api(annotation_file: Path) -> COCO:
-    """A pycocotools COCO object for a JSON file, after checking the keys every reader here relies on."""
+def _bad_annotation(annotation: dict, images: set, categories: set) -> str | None:
+    """What is wrong with one annotation entry, or None."""
+    bbox = annotation["bbox"]
+    if (
+        not isinstance(bbox, list)
+        or len(bbox) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+    ):
+        return f"bbox must be 4 numbers [x, y, width, height], got {bbox!r}"
+    if annotation["image_id"] not in images:
+        return f"image_id {annotation['image_id']!r} is not among the images"
+    if annotation["category_id"] not in categories:
+        return f"category_id {annotation['category_id']!r} is not among the categories"
+    return None
+
+
+def load_coco_api(annotation_file: Path, problems: list[str] | None = None) -> COCO:
+    """A pycocotools COCO object for a JSON file, after checking what every reader here relies on.
+
+    A bad annotation raises :class:`DatasetError`, or, when a ``problems`` list is given, is reported there and
+    left out.
+    """
     annotation_file = Path(annotation_file)
     try:
         dataset = json.loads(annotation_file.read_text())
@@ -35,6 +56,19 @@ def load_coco_api(annotation_file: Path) -> COCO:
             missing = [key for key in keys if key not in entry]
             if missing:
                 raise DatasetError(f"{annotation_file}: {section}[{index}] lacks {', '.join(missing)}")
+    images = {entry["id"] for entry in dataset["images"]}
+    categories = {entry["id"] for entry in dataset["categories"]}
+    kept = []
+    for index, annotation in enumerate(dataset["annotations"]):
+        problem = _bad_annotation(annotation, images, categories)
+        if problem is None:
+            kept.append(annotation)
+            continue
+        message = f"{annotation_file}: annotations[{index}] (id {annotation['id']}): {problem}"
+        if problems is None:
+            raise DatasetError(message)
+        problems.append(message)
+    dataset["annotations"] = kept
     api = COCO()
     api.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
@@ -42,9 +76,15 @@ def load_coco_api(annotation_file: Path) -> COCO:
     return api
 
 
-def read_coco(annotation_file: Path, image_dir: Path, check_images: bool = True) -> DetectionSet:
-    """Every image of a COCO JSON (also those without objects), categories mapped to contiguous labels 1..K."""
-    api = load_coco_api(annotation_file)
+def read_coco(
+    annotation_file: Path, image_dir: Path, check_images: bool = True, problems: list[str] | None = None
+) -> DetectionSet:
+    """Every image of a COCO JSON (also those without objects), categories mapped to contiguous labels 1..K.
+
+    With a ``problems`` list, bad annotations and missing image files are reported there and left out instead of
+    raising :class:`DatasetError`.
+    """
+    api = load_coco_api(annotation_file, problems)
     category_ids = sorted(api.getCatIds())
     names = [api.cats[c]["name"] for c in category_ids]
     label_of = {c: i + 1 for i, c in enumerate(category_ids)}
@@ -53,7 +93,11 @@ def read_coco(annotation_file: Path, image_dir: Path, check_images: bool = True)
         info = api.imgs[image_id]
         image_file = Path(image_dir) / info["file_name"]
         if check_images and not image_file.is_file():
-            raise DatasetError(f"{annotation_file}: image {image_file} (id {image_id}) does not exist")
+            message = f"{annotation_file}: image {image_file} (id {image_id}) does not exist"
+            if problems is None:
+                raise DatasetError(message)
+            problems.append(message)
+            continue
         anns = api.loadAnns(api.getAnnIds(imgIds=[image_id]))
         xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
         xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)

@@ -15,6 +15,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from ..atomic import file_lock
+
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
@@ -29,6 +31,20 @@ def md5sum(path: Path) -> str:
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class _RestartFromZero(Exception):
+    """The server answered a resumed request with the wrong part of the file."""
+
+
+def _content_range_start(header: str | None) -> int | None:
+    """The first byte of a 206 answer ("bytes START-END/TOTAL"), or None if the header says nothing usable."""
+    if not header or not header.startswith("bytes "):
+        return None
+    try:
+        return int(header[6:].split("-", 1)[0])
+    except ValueError:
+        return None
 
 
 def _fetch_once(url: str, partial: Path, timeout: float, progress: bool) -> None:
@@ -46,10 +62,22 @@ def _fetch_once(url: str, partial: Path, timeout: float, progress: bool) -> None
         if have and not resumed:
             log.info("%s: server ignored the range request; starting over", url)
             have = 0
+        if resumed and _content_range_start(response.headers.get("Content-Range")) != have:
+            log.warning(
+                "%s: server resumed at %s instead of byte %d; starting over",
+                url,
+                response.headers.get("Content-Range"),
+                have,
+            )
+            raise _RestartFromZero
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
+        try:
+            out = open(partial, "ab" if resumed else "wb")
+        except OSError as error:
+            raise LocalFileError(partial, error) from error
         with (
-            open(partial, "ab" if resumed else "wb") as out,
+            out,
             tqdm(
                 total=total,
                 initial=have,
@@ -61,10 +89,43 @@ def _fetch_once(url: str, partial: Path, timeout: float, progress: bool) -> None
             ) as bar,
         ):
             for block in iter(lambda: response.read(CHUNK), b""):
-                out.write(block)
+                try:
+                    out.write(block)
+                except OSError as error:
+                    raise LocalFileError(partial, error) from error
                 bar.update(len(block))
         if total is not None and partial.stat().st_size < total:
             raise ConnectionError(f"transfer ended at {partial.stat().st_size} of {total} bytes")
+
+
+class LocalFileError(DownloadError):
+    """Writing the download failed on this machine (disk full, no permission): retrying would not help."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"{path}: cannot write the download ({error.strerror or error})")
+
+
+def _fetch_with_retries(url: str, partial: Path, retries: int, backoff: float, timeout: float, progress: bool):
+    for attempt in range(retries + 1):
+        try:
+            _fetch_once(url, partial, timeout, progress)
+            return
+        except _RestartFromZero:
+            partial.unlink(missing_ok=True)
+            reason = "server resumed at the wrong offset"
+        except urllib.error.HTTPError as error:
+            reason = f"HTTP {error.code} {error.reason}"
+            if 400 <= error.code < 500 and error.code not in (408, 429):
+                raise DownloadError(f"{url}: {reason}") from error
+        except LocalFileError:
+            raise
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
+            reason = str(getattr(error, "reason", error))
+        if attempt == retries:
+            raise DownloadError(f"{url}: failed after {retries + 1} attempts, last: {reason}")
+        delay = backoff * 2**attempt
+        log.warning("%s: %s; retrying in %.1f s (%d/%d)", url, reason, delay, attempt + 1, retries)
+        time.sleep(delay)
 
 
 def download(
@@ -78,35 +139,29 @@ def download(
 ) -> Path:
     """Download ``url`` to ``destination``, resuming a partial ``.part`` file, retrying with exponential backoff.
 
-    The file appears under its final name only after its md5 (when given) matches; a mismatch deletes the download
-    and raises. HTTP 4xx errors other than 408/429 fail at once (they will not get better); others are retried.
+    The file appears under its final name only after its md5 (when given) matches. A mismatch after resuming a
+    ``.part`` left by an earlier attempt (which may not be a prefix of the file) starts over once from byte 0; a
+    mismatch of a whole download deletes it and raises. HTTP 4xx errors other than 408/429 fail at once (they will
+    not get better), as do local write errors; others are retried. A second process downloading the same file
+    waits for the first (a lock beside it) and then finds it done.
     """
     destination = Path(destination)
-    if destination.exists() and (md5 is None or md5sum(destination) == md5):
-        return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".part")
-    for attempt in range(retries + 1):
-        try:
-            _fetch_once(url, partial, timeout, progress)
-            break
-        except urllib.error.HTTPError as error:
-            reason = f"HTTP {error.code} {error.reason}"
-            if 400 <= error.code < 500 and error.code not in (408, 429):
-                raise DownloadError(f"{url}: {reason}") from error
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
-            reason = str(getattr(error, "reason", error))
-        if attempt == retries:
-            raise DownloadError(f"{url}: failed after {retries + 1} attempts, last: {reason}")
-        delay = backoff * 2**attempt
-        log.warning("%s: %s; retrying in %.1f s (%d/%d)", url, reason, delay, attempt + 1, retries)
-        time.sleep(delay)
-    if md5 is not None:
-        actual = md5sum(partial)
-        if actual != md5:
+    with file_lock(destination.with_name(f".{destination.name}.lock")):
+        if destination.exists() and (md5 is None or md5sum(destination) == md5):
+            return destination
+        resumed = partial.exists() and partial.stat().st_size > 0
+        _fetch_with_retries(url, partial, retries, backoff, timeout, progress)
+        if md5 is not None and md5sum(partial) != md5 and resumed:
+            log.warning("%s: the resumed download does not match its md5; downloading it again from the start", url)
             partial.unlink()
-            raise DownloadError(f"{url}: checksum mismatch for {destination.name}: md5 {actual}, expected {md5}")
-    os.replace(partial, destination)
+            _fetch_with_retries(url, partial, retries, backoff, timeout, progress)
+        if md5 is not None:
+            actual = md5sum(partial)
+            if actual != md5:
+                partial.unlink()
+                raise DownloadError(f"{url}: checksum mismatch for {destination.name}: md5 {actual}, expected {md5}")
+        os.replace(partial, destination)
     return destination
 
 
@@ -153,7 +208,12 @@ def extract_all(archives: list[Path], target: Path) -> Path:
     staging.mkdir(parents=True)
     try:
         for archive in archives:
-            unpack(archive, staging)
+            try:
+                unpack(archive, staging)
+            except OSError as error:  # disk full, no permission: name the archive and the folder
+                raise DownloadError(
+                    f"{archive}: cannot extract into {staging.parent} ({error.strerror or error})"
+                ) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -161,4 +221,4 @@ def extract_all(archives: list[Path], target: Path) -> Path:
     return target
 
 
-__all__ = ["DownloadError", "download", "extract_all", "md5sum", "unpack"]
+__all__ = ["DownloadError", "LocalFileError", "download", "extract_all", "md5sum", "unpack"]

@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..atomic import file_lock
 from .download import DownloadError, download, extract_all
 from .sources import DATASETS, archive_url
 
@@ -54,6 +55,11 @@ def prepare(
         else:
             os.symlink(existing, final)
         return final
+    with file_lock(root / f".{name}.lock"):  # a second process preparing the same dataset waits, then adopts it
+        return _download_and_extract(name, root, final, mirror, progress)
+
+
+def _download_and_extract(name: str, root: Path, final: Path, mirror: str | None, progress: bool) -> Path:
     if final.exists():
         check_layout(name, final)
         return final

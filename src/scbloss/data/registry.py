@@ -23,23 +23,24 @@ TOY_COCO_SPLITS = {"train": COCO_SPLITS["train"], "val": COCO_SPLITS["val"]}
 KINDS = ("voc", "coco", "toy_voc", "toy_coco")
 
 
-def load_dataset(kind: str, root: Path, split: str) -> DetectionSet:
+def load_dataset(kind: str, root: Path, split: str, problems: list[str] | None = None) -> DetectionSet:
     """kind: voc (root = VOCdevkit), coco (root = the folder with annotations/, train2017/...), toy_voc or toy_coco
-    (root = a folder written by ``scbloss data toy``)."""
+    (root = a folder written by ``scbloss data toy``). With a ``problems`` list, bad annotations are reported there
+    and skipped instead of raising."""
     root = Path(root)
     if kind in ("voc", "toy_voc"):
         splits, classes = (VOC_SPLITS, VOC_CLASSES) if kind == "voc" else (TOY_VOC_SPLITS, TOY_CLASSES)
         devkit = root if kind == "voc" else root / "VOCdevkit"
         if split not in splits:
             raise ValueError(f"{kind}: unknown split {split!r}; choose one of {', '.join(splits)}")
-        return read_voc(devkit, splits[split], classes)
+        return read_voc(devkit, splits[split], classes, problems)
     if kind in ("coco", "toy_coco"):
         splits = COCO_SPLITS if kind == "coco" else TOY_COCO_SPLITS
         base = root if kind == "coco" else root / "coco"
         if split not in splits:
             raise ValueError(f"{kind}: unknown split {split!r}; choose one of {', '.join(splits)}")
         annotations, images = splits[split]
-        return read_coco(base / annotations, base / images, check_images=True)
+        return read_coco(base / annotations, base / images, check_images=True, problems=problems)
     raise ValueError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
 
 

@@ -99,11 +99,15 @@ def read_voc_annotation(
 
 
 def read_voc(
-    devkit: Path, year_splits: Iterable[tuple[str, str]], classes: Sequence[str] = VOC_CLASSES
+    devkit: Path,
+    year_splits: Iterable[tuple[str, str]],
+    classes: Sequence[str] = VOC_CLASSES,
+    problems: list[str] | None = None,
 ) -> DetectionSet:
     """Read e.g. [("2007", "trainval"), ("2012", "trainval")] from a VOCdevkit folder, in split-file order.
 
-    Image ids are running numbers over the union, so records from different years never collide.
+    Image ids are running numbers over the union, so records from different years never collide. A bad
+    annotation raises :class:`DatasetError`, or, when a ``problems`` list is given, is reported there and skipped.
     """
     records, dropped = [], 0
     for year, split in year_splits:
@@ -112,9 +116,15 @@ def read_voc(
         if not split_file.is_file():
             raise DatasetError(f"{split_file}: split file does not exist")
         for line in split_file.read_text().split():
-            record, lost = read_voc_annotation(
-                base / "Annotations" / f"{line}.xml", base / "JPEGImages", classes, image_id=len(records)
-            )
+            try:
+                record, lost = read_voc_annotation(
+                    base / "Annotations" / f"{line}.xml", base / "JPEGImages", classes, image_id=len(records)
+                )
+            except DatasetError as error:
+                if problems is None:
+                    raise
+                problems.append(str(error))
+                continue
             records.append(record)
             dropped += lost
     return DetectionSet(records, list(classes), "voc", dropped=dropped)
