@@ -14,11 +14,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_detectors  # noqa: E402
+import bench_input  # noqa: E402
 import bench_loss  # noqa: E402
 
 BENCHMARKS = {
     "scb vs none weighting, SSD300 train step (batch 8, CPU)": bench_loss.bench_weighting_overhead,
     "matching + loss vs torchvision SSD (batch 32, 8732 priors)": bench_loss.bench_against_torchvision,
+    "worker CPU time per training image, device path vs torchvision v2 (VOC-sized JPEGs)": (
+        bench_input.bench_worker_cpu_time
+    ),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,6 +65,48 @@ class DetectionDataset(Dataset):
         }
 
 
+class EncodedDetectionDataset(DetectionDataset):
+    """The training items of :class:`DetectionDataset` for augmentation on the device: (RawSample, target).
+
+    The worker reads the file's bytes and draws the augmentation's parameters (see
+    :mod:`~scbloss.data.device_augment`) under the same (seed, epoch, index) generator; the target's boxes are those
+    the CPU pipeline would produce. Decoding and pixels happen on the device, in :func:`augment_batch`.
+    """
+
+    def __init__(self, data: DetectionSet, size: int, seed: int = 0) -> None:
+        from .device_augment import ParameterDrawer
+
+        super().__init__(data, ParameterDrawer(size), train=True, seed=seed)
+        self.size = size
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        from .device_augment import RawSample
+
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        record = self.data.records[index]
+        try:
+            data = torch.frombuffer(bytearray(Path(record.file).read_bytes()), dtype=torch.uint8)
+        except OSError as error:
+            raise DatasetError(f"{record.file}: cannot read image ({error.strerror or error})") from error
+        keep = record.counted()
+        boxes = tv_tensors.BoundingBoxes(
+            torch.from_numpy(record.boxes[keep]).reshape(-1, 4),
+            format="XYXY",
+            canvas_size=(record.height, record.width),
+        )
+        target = {"boxes": boxes, "labels": torch.from_numpy(record.labels[keep])}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            drawn, target = self.transform(record.height, record.width, target)
+        sample = RawSample(data, str(record.file), record.height, record.width, drawn)
+        return sample, {
+            "boxes": target["boxes"].as_subclass(torch.Tensor).float() / self.size,
+            "labels": target["labels"],
+            "image_id": record.image_id,
+            "orig_size": (record.height, record.width),
+        }
+
+
 class IterationBatchSampler(Sampler):
     """Batches of (index, epoch) for iterations ``start``..``stop - 1``; each epoch a fresh seeded permutation.
 
@@ -108,9 +151,10 @@ def worker_error(error: Exception) -> str:
 
 
 def collate(batch):
-    """Stack the images (all resized to the model's input); keep targets as a list (object counts differ)."""
+    """Stack the images (all resized to the model's input); keep targets as a list (object counts differ).
+    Encoded samples (augmentation on the device) stay a list too."""
     images, targets = zip(*batch)
-    return torch.stack(images), list(targets)
+    return (torch.stack(images) if isinstance(images[0], torch.Tensor) else list(images)), list(targets)
 
 
 def make_loader(
@@ -123,4 +167,12 @@ def make_loader(
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, **options)
 
 
-__all__ = ["DetectionDataset", "IterationBatchSampler", "collate", "make_loader", "sample_seed", "worker_error"]
+__all__ = [
+    "DetectionDataset",
+    "EncodedDetectionDataset",
+    "IterationBatchSampler",
+    "collate",
+    "make_loader",
+    "sample_seed",
+    "worker_error",
+]

@@ -9,12 +9,30 @@ from torchvision.transforms import v2
 # torchvision's ImageNet statistics, matching the VGG16 / ResNet weights the backbones load.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Caffe's VGG16 (and torchvision's SSD): 0-255 RGB pixels minus the mean pixel (123, 117, 104), no scaling.
+CAFFE_MEAN = (0.48235, 0.45882, 0.40784)
+CAFFE_STD = (1 / 255, 1 / 255, 1 / 255)
+NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "caffe": (CAFFE_MEAN, CAFFE_STD)}
+
+
+def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of [0, 1] pixels that a backbone's weights expect."""
+    try:
+        return NORMALIZATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown normalization {name!r}; choose one of {', '.join(NORMALIZATIONS)}") from None
+
+
+def fill_colour(normalize) -> tuple[int, ...]:
+    """The zoom-out canvas colour: the mean pixel, in 0-255."""
+    mean, _ = normalize
+    return tuple(round(255 * m) for m in mean)
 
 
 def train_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Transform:
     """SSD's augmentation (Sec. 2.2): photometric distortion, zoom-out (x1-4, mean fill, p=0.5), min-IoU crop,
     resize, flip, normalize."""
-    mean_pixel = tuple(round(255 * m) for m in mean)
+    mean_pixel = fill_colour((mean, std))
     return v2.Compose(
         [
             v2.RandomPhotometricDistort(p=0.5),
@@ -37,4 +55,4 @@ def eval_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Transf
     )
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "eval_transform", "train_transform"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "eval_transform", "fill_colour", "normalization", "train_transform"]

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from ..atomic import write_text
 from ..data.loader import DetectionDataset, make_loader
 from ..data.records import DetectionSet
-from ..data.transforms import eval_transform
+from ..data.transforms import eval_transform, normalization
 from ..detection import postprocess
 
 
@@ -25,22 +25,29 @@ def predict(
     score_threshold: float = 0.01,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    normalize: tuple | None = None,
+    category_of: list[int] | None = None,
 ) -> list[dict]:
     """Detections of every image as COCO result entries: image_id, category_id, bbox [x, y, w, h] px, score.
 
     Post-processing is SSD's: softmax, per-class NMS at 0.45, top 200 per image, score >= ``score_threshold``.
-    ``category_id`` is the dataset's own id (COCO's category ids; 1..20 for VOC).
+    ``category_id`` is the dataset's own id (COCO's category ids; 1..20 for VOC). ``memory_format`` is the one the
+    model trained in (channels_last under bf16); ``normalize`` the (mean, std) its backbone weights expect
+    (ImageNet's by default); ``category_of`` the category id of each label (the dataset's, by default).
     """
-    model.eval().to(device)
+    model.eval().to(device, memory_format=memory_format)
     loader = make_loader(
-        DetectionDataset(data, eval_transform(model.layout.image_size), train=False),
+        DetectionDataset(
+            data, eval_transform(model.layout.image_size, *(normalize or normalization("imagenet"))), train=False
+        ),
         batch_size=batch_size,
         num_workers=num_workers,
     )
-    category_of = data.category_ids or list(range(1, data.num_classes + 1))
+    category_of = category_of or data.category_ids or list(range(1, data.num_classes + 1))
     results = []
     for images, targets in tqdm(loader, desc="predict", disable=not progress, mininterval=10):
-        loc, conf, priors = model.detection_inputs(model(images.to(device)))
+        loc, conf, priors = model.detection_inputs(model(images.to(device, memory_format=memory_format)))
         for detections, target in zip(postprocess(loc.float(), conf.float(), priors, score_threshold), targets):
             height, width = target["orig_size"]
             boxes = detections["boxes"].cpu() * torch.tensor([width, height, width, height])

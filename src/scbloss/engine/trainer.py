@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -33,8 +33,11 @@ class Trainer:
     """SGD over an iteration-based loader: forward, the criterion's ``loss_*`` terms, backward, optimizer step.
 
     ``model`` is the module whose parameters are stepped (and which the criterion asks for its priors);
-    ``forward`` is what runs the images (the model itself, or its DistributedDataParallel wrapper). After each
-    step, ``iter`` is the number of iterations done and ``losses`` holds the step's terms (detached tensors).
+    ``forward`` is what runs the images (the model itself, compiled, or in DistributedDataParallel).
+    ``prepare(batch)`` turns what the loader yields into (images on the device, targets on the device);
+    ``lr_at(iteration)`` is the learning rate of an iteration, set before its step, so the schedule follows the
+    iteration count whatever the loss scaler skips. After each step, ``iter`` is the number of iterations done
+    and ``losses`` holds the step's terms (detached tensors; of the global batch under several processes).
     """
 
     def __init__(
@@ -42,26 +45,23 @@ class Trainer:
         model: nn.Module,
         criterion,
         optimizer: torch.optim.Optimizer,
-        scheduler,
+        lr_at: Callable[[int], float],
         scaler: torch.amp.GradScaler,
         loader: Iterable,
-        device: torch.device,
+        prepare: Callable,
         start_iter: int,
         max_iter: int,
         forward: nn.Module | None = None,
-        autocast: bool = False,
+        autocast_dtype: torch.dtype | None = None,
         clip_grad_norm: float | None = None,
+        global_terms: Callable[[dict], dict] | None = None,
     ) -> None:
-        self.model, self.criterion, self.optimizer, self.scheduler, self.scaler = (
-            model,
-            criterion,
-            optimizer,
-            scheduler,
-            scaler,
-        )
-        self.loader, self.device = loader, device
-        self.forward = forward or model
-        self.autocast, self.clip_grad_norm = autocast, clip_grad_norm
+        self.model, self.criterion, self.optimizer, self.lr_at, self.scaler = model, criterion, optimizer, lr_at, scaler
+        self.loader, self.prepare = loader, prepare
+        self.forward = forward if forward is not None else model
+        self.autocast_dtype, self.clip_grad_norm = autocast_dtype, clip_grad_norm
+        self.global_terms = global_terms  # under several processes: this rank's terms -> the global batch's
+        self.device = next(model.parameters()).device
         self.start_iter, self.iter, self.max_iter = start_iter, start_iter, max_iter
         self.losses: dict[str, torch.Tensor] = {}
         self.batch_images = 0
@@ -92,10 +92,10 @@ class Trainer:
                 hook.after_train()
 
     def run_step(self) -> None:
-        images, targets = next(self._data)
-        images = images.to(self.device, non_blocking=True)
-        targets = [{"boxes": t["boxes"].to(self.device), "labels": t["labels"].to(self.device)} for t in targets]
-        with torch.autocast(self.device.type, enabled=self.autocast):
+        images, targets = self.prepare(next(self._data))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.iter)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             outputs = self.forward(images)
         losses = self.criterion(outputs, self.model, targets)
         loss = total_loss(losses)
@@ -109,8 +109,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
-        self.losses = {key: value.detach() for key, value in losses.items()}  # hooks read them when they log
+        losses = {key: value.detach() for key, value in losses.items()}  # hooks read them when they log
+        self.losses = self.global_terms(losses) if self.global_terms else losses
         self.batch_images = len(images)
 
 

@@ -1,0 +1,127 @@
+"""Input pipeline and training-rate measurements shared by benchmarks/run.py (CPU) and benchmarks/gpu.py."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from scbloss.data import load_dataset
+from scbloss.data.device_augment import augment_batch
+from scbloss.data.loader import DetectionDataset, EncodedDetectionDataset, IterationBatchSampler, make_loader
+from scbloss.data.toy import ToyConfig, generate_toy
+from scbloss.data.transforms import train_transform
+from scbloss.detection.criterion import total_loss
+from scbloss.engine.precision import resolve
+from scbloss.models import build_criterion, build_model
+
+VOC_SIZED = {"min_side": 375, "max_side": 500}  # VOC's JPEGs are 375-500 px a side
+
+
+def voc_sized_images(folder: Path, images: int) -> Path:
+    """A toy dataset (VOC layout) whose JPEGs have VOC's sizes, generated once into ``folder``."""
+    if not (folder / "toy.json").exists():
+        generate_toy(folder, ToyConfig(train_images=images, test_images=2, seed=0, **VOC_SIZED))
+    return folder
+
+
+def worker_seconds_per_image(root: Path, size: int, images: int) -> dict[str, float]:
+    """CPU time per training image in one process: the v2 pipeline (decode + augment) against the device path's
+    worker half (read the bytes + draw the parameters and boxes)."""
+    data = load_dataset("toy_voc", root, "trainval")
+    datasets = {
+        "v2": DetectionDataset(data, train_transform(size), train=True, seed=0),
+        "device": EncodedDetectionDataset(data, size, seed=0),
+    }
+    seconds = {}
+    for name, dataset in datasets.items():
+        dataset[(0, 0)]  # warm-up (imports, caches)
+        start = time.process_time()
+        for index in range(images):
+            dataset[(index % len(dataset), index // len(dataset))]
+        seconds[name] = (time.process_time() - start) / images
+    return seconds
+
+
+def input_images_per_s(
+    root: Path, size: int, batch: int, batches: int, workers: int, device: torch.device, on_device: bool
+) -> float:
+    """Images per second the training input pipeline delivers to ``device`` (CPU path or device path)."""
+    data = load_dataset("toy_voc", root, "trainval")
+    dataset = EncodedDetectionDataset(data, size) if on_device else DetectionDataset(data, train_transform(size), True)
+    loader = make_loader(dataset, IterationBatchSampler(len(dataset), batch, 0, batches + 2), num_workers=workers)
+    iterator, start, done = iter(loader), None, 0
+    for step, (images, _) in enumerate(iterator):
+        images = augment_batch(images, size, device) if on_device else images.to(device, non_blocking=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step == 1:  # the first batches pay for starting the workers
+            start, done = time.perf_counter(), 0
+        elif start is not None:
+            done += batch
+    return done / (time.perf_counter() - start)
+
+
+def model_images_per_s(
+    name: str,
+    width: float,
+    batch: int,
+    steps: int,
+    device: torch.device,
+    precision: str = "auto",
+    compile: str = "auto",
+) -> tuple[float, str]:
+    """A training step on a fixed synthetic batch (forward, loss, backward, SGD) with the run's precision and
+    compilation: images per second, and the precision used."""
+    settings = resolve(precision, compile, device)
+    model = build_model(name, 21, width, "coco", batch_norm=width < 1).to(device, memory_format=settings.memory_format)
+    criterion = build_criterion(name, "scb")
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.scale_loss)
+    forward = torch.compile(model) if settings.compile else model
+    size = model.layout.image_size
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, size, size, generator=generator).to(device, memory_format=settings.memory_format)
+    targets = [
+        {
+            "boxes": torch.tensor([[0.1, 0.1, 0.5, 0.6], [0.6, 0.55, 0.7, 0.62]], device=device),
+            "labels": torch.tensor([3, 7], device=device),
+        }
+        for _ in range(batch)
+    ]
+
+    def step():
+        with torch.autocast(device.type, dtype=settings.autocast_dtype, enabled=settings.autocast_dtype is not None):
+            outputs = forward(images)
+        loss = total_loss(criterion(outputs, model, targets))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    for _ in range(3 if settings.compile else 1):  # compilation and autotuning happen in the first steps
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * steps / (time.perf_counter() - start), settings.name
+
+
+def bench_worker_cpu_time(quick: bool) -> dict[str, float]:
+    """CPU time per training image (SSD300, VOC-sized JPEGs): the device path's worker half against the v2 pipeline."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = voc_sized_images(Path(folder) / "voc-sized", 16)
+        seconds = worker_seconds_per_image(root, 300, 32 if quick else 128)
+    return {
+        "ratio": seconds["device"] / seconds["v2"],
+        "target": 0.2,
+        "device_s": seconds["device"],
+        "v2_s": seconds["v2"],
+    }

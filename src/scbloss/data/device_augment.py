@@ -1,0 +1,189 @@
+"""SSD's training augmentation in two halves: parameters in the loader's workers, pixels on the training device.
+
+The workers only read each image's file bytes and draw the augmentation's random parameters, by running the
+very transforms of :func:`~scbloss.data.transforms.train_transform` on a shape-only ("meta") image: they consume
+the random-number generator exactly as the CPU pipeline does and transform the real boxes, so for a given (seed,
+epoch, index) both paths draw the same parameters and produce the same boxes. The device then decodes the batch
+(``torchvision.io.decode_jpeg``, on the GPU when training there), applies the photometric distortion per image
+with torchvision's own kernels, and does zoom-out + min-IoU crop + resize of every image in one ``roi_align``:
+the image minus the fill colour is sampled over the output's field, so the zoom-out canvas becomes zero padding.
+
+Differences to the CPU pipeline (listed in the README): the device works in float where the CPU pipeline rounds
+to uint8 after each photometric step; the resize is roi_align's averaging of bilinear samples instead of an
+antialiased bilinear filter; libjpeg-turbo (or nvJPEG) decodes instead of PIL.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torchvision
+from torchvision import tv_tensors
+from torchvision.ops import roi_align
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from .records import DatasetError
+from .transforms import fill_colour, normalization, train_transform
+
+_JPEG_MAGIC = b"\xff\xd8"
+
+
+@dataclass
+class DrawnAugmentation:
+    """One sample's random draws: what the device applies to its pixels."""
+
+    photometric: dict  # RandomPhotometricDistort's parameters (factors are None where the step is not applied)
+    field: tuple[float, float, float, float]  # the output's field (x0, y0, x1, y1) in original image pixels
+    flip: bool
+
+
+@dataclass
+class RawSample:
+    """What a worker hands over: the file's bytes, its declared size and the draws."""
+
+    data: torch.Tensor  # uint8 [n], the encoded file
+    file: str
+    height: int
+    width: int
+    drawn: DrawnAugmentation
+
+
+class ParameterDrawer:
+    """Runs ``train_transform(size)`` on a meta image (shape only) and real boxes, recording what it drew."""
+
+    RANDOM = (v2.RandomPhotometricDistort, v2.RandomZoomOut, v2.RandomIoUCrop, v2.RandomHorizontalFlip)
+    FIXED = (v2.SanitizeBoundingBoxes, v2.Resize, v2.ToDtype, v2.Normalize)  # the device's resize and normalize
+
+    def __init__(self, size: int) -> None:
+        self.transform = train_transform(size)
+        self._drawn: dict[str, dict] = {}
+        for step in self.transform.transforms:
+            if not isinstance(step, self.RANDOM + self.FIXED):
+                raise ValueError(
+                    f"the device augmentation cannot apply {type(step).__name__}: add it to data/device_augment.py "
+                    "or train with augment_on: cpu"
+                )
+            if isinstance(step, self.RANDOM):
+                step.make_params = self._recording(type(step).__name__, step.make_params)
+            if isinstance(step, v2.RandomPhotometricDistort):  # its pixels are the device's job
+                step.transform = lambda inpt, params: inpt
+
+    def _recording(self, name, make_params):
+        def record(flat_inputs):
+            params = make_params(flat_inputs)
+            self._drawn[name] = params
+            return params
+
+        return record
+
+    @property
+    def last_draws(self) -> dict[str, dict]:
+        """The parameters each random step drew in the last call, by step name (absent: not applied)."""
+        return dict(self._drawn)
+
+    def __call__(self, height: int, width: int, target: dict) -> tuple[DrawnAugmentation, dict]:
+        """Draw for one image (under the caller's seeded generator); returns the draws and the transformed target."""
+        self._drawn = {}
+        meta = tv_tensors.Image(torch.empty(3, height, width, dtype=torch.uint8, device="meta"))
+        _, target = self.transform(meta, target)
+        drawn = self._drawn
+        left, top = 0.0, 0.0
+        canvas_w, canvas_h = float(width), float(height)
+        if "RandomZoomOut" in drawn:
+            pad_left, pad_top, pad_right, pad_bottom = drawn["RandomZoomOut"]["padding"]
+            left, top = float(pad_left), float(pad_top)
+            canvas_w, canvas_h = width + pad_left + pad_right, height + pad_top + pad_bottom
+        crop = drawn.get("RandomIoUCrop") or {}
+        x0, y0 = (crop["left"], crop["top"]) if crop else (0.0, 0.0)
+        w, h = (crop["width"], crop["height"]) if crop else (canvas_w, canvas_h)
+        field = (x0 - left, y0 - top, x0 - left + w, y0 - top + h)
+        return DrawnAugmentation(drawn["RandomPhotometricDistort"], field, "RandomHorizontalFlip" in drawn), target
+
+
+def _decode(samples: list[RawSample], device: torch.device) -> list[torch.Tensor]:
+    """uint8 [3, H, W] images on ``device``: JPEGs decoded there in one call, anything else on the CPU."""
+    with warnings.catch_warnings():
+        # torchvision 0.29 marks its decoders deprecated in favour of TorchCodec; they are what both devices share
+        warnings.simplefilter("ignore", DeprecationWarning)
+        jpeg = [i for i, s in enumerate(samples) if bytes(s.data[:2].tolist()) == _JPEG_MAGIC]
+        images: list[torch.Tensor | None] = [None] * len(samples)
+        if jpeg:
+            try:
+                decoded = torchvision.io.decode_jpeg(
+                    [samples[i].data for i in jpeg], mode=torchvision.io.ImageReadMode.RGB, device=device
+                )
+            except RuntimeError:
+                decoded = [_decode_one(samples[i], device) for i in jpeg]  # find the file that failed
+            for i, image in zip(jpeg, decoded):
+                images[i] = image
+        for i, sample in enumerate(samples):
+            if images[i] is None:
+                images[i] = _decode_one(sample, device)
+    for image, sample in zip(images, samples):
+        if tuple(image.shape[1:]) != (sample.height, sample.width):
+            raise DatasetError(
+                f"{sample.file}: image is {image.shape[2]}x{image.shape[1]}, annotation says "
+                f"{sample.width}x{sample.height}"
+            )
+    return images
+
+
+def _decode_one(sample: RawSample, device: torch.device) -> torch.Tensor:
+    try:
+        return torchvision.io.decode_image(sample.data, mode=torchvision.io.ImageReadMode.RGB).to(device)
+    except RuntimeError as error:
+        raise DatasetError(f"{sample.file}: cannot decode image ({error})") from error
+
+
+def photometric(image: torch.Tensor, params: dict) -> torch.Tensor:
+    """RandomPhotometricDistort's steps, in its order, with its kernels, on a float [0, 1] image."""
+    if params["brightness_factor"] is not None:
+        image = F.adjust_brightness(image, params["brightness_factor"])
+    if params["contrast_factor"] is not None and params["contrast_before"]:
+        image = F.adjust_contrast(image, params["contrast_factor"])
+    if params["saturation_factor"] is not None:
+        image = F.adjust_saturation(image, params["saturation_factor"])
+    if params["hue_factor"] is not None:
+        image = F.adjust_hue(image, params["hue_factor"])
+    if params["contrast_factor"] is not None and not params["contrast_before"]:
+        image = F.adjust_contrast(image, params["contrast_factor"])
+    if params["channel_permutation"] is not None:
+        image = F.permute_channels(image, params["channel_permutation"])
+    return image
+
+
+def augment_batch(
+    samples: list[RawSample],
+    size: int,
+    device: torch.device,
+    memory_format=torch.contiguous_format,
+    normalize: tuple | None = None,
+) -> torch.Tensor:
+    """Decode and augment a batch on ``device``: float [B, 3, size, size], normalized like the CPU pipeline
+    (``normalize`` = (mean, std); ImageNet's by default)."""
+    normalize = normalize or normalization("imagenet")
+    mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in normalize)
+    fill = torch.tensor(fill_colour(normalize), device=device, dtype=torch.float32).view(3, 1, 1) / 255
+    images = _decode(samples, device)
+    height = max(image.shape[1] for image in images)
+    width = max(image.shape[2] for image in images)
+    # A border of fill around every image, so samples just outside it blend with the fill (roi_align would repeat
+    # the edge pixel within one pixel of the border, and return 0 beyond: the fill, after the shift below).
+    canvas = torch.zeros(len(images), 3, height + 2, width + 2, device=device)
+    for index, (image, sample) in enumerate(zip(images, samples)):
+        pixels = photometric(image.float() / 255, sample.drawn.photometric)
+        canvas[index, :, 1 : 1 + image.shape[1], 1 : 1 + image.shape[2]] = pixels - fill  # the fill becomes zero
+    fields = torch.tensor(
+        [[i, *(c + 1 for c in s.drawn.field)] for i, s in enumerate(samples)], dtype=torch.float32, device=device
+    )
+    out = roi_align(canvas, fields, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    flip = torch.tensor([s.drawn.flip for s in samples], device=device)
+    out = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
+    out = (out + fill - mean) / std
+    return out.contiguous(memory_format=memory_format)
+
+
+__all__ = ["DrawnAugmentation", "ParameterDrawer", "RawSample", "augment_batch", "photometric"]

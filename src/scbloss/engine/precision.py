@@ -1,0 +1,47 @@
+"""How a run computes on its device: autocast dtype, loss scaling, memory format, compilation.
+
+``auto`` is what keeps a GPU busiest while staying safe: bf16 autocast with channels_last where the GPU has bf16
+(Ampere and later), fp16 autocast with a GradScaler on older GPUs, plain fp32 on the CPU; and torch.compile of
+the model (the loss, with its per-image object counts, stays eager) on CUDA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str  # "bf16", "fp16" or "fp32"
+    autocast_dtype: torch.dtype | None  # None: no autocast
+    scale_loss: bool  # fp16 needs a GradScaler; bf16 has fp32's range
+    channels_last: bool
+    compile: bool
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+def resolve(precision: str, compile: str, device: torch.device) -> Precision:
+    """The concrete settings for a device from the config's ``precision`` and ``compile`` (each may be 'auto')."""
+    cuda = device.type == "cuda"
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if precision == "fp16" and not cuda:
+        raise ValueError("precision fp16 needs a CUDA device (the CPU has no fp16 loss scaling); use bf16 or fp32")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+    compiled = cuda if compile == "auto" else compile == "true"
+    return Precision(precision, dtype, precision == "fp16", channels_last=precision == "bf16", compile=compiled)
+
+
+def configure_device(device: torch.device) -> None:
+    """fp32 matrix products on TF32 tensor cores (what "fp32" means on a GPU here); no effect on the CPU."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+__all__ = ["Precision", "configure_device", "resolve"]
