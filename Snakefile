@@ -1,6 +1,6 @@
 # scbloss: regenerate Tables 1-9 of "Scale-balanced loss for object detection" (Pattern Recognition 117, 2021).
 #   snakemake --cores all                                                   # toy dataset, laptop CPU
-#   snakemake --profile profiles/slurm --configfile config/paper.yaml       # the paper, on a SLURM GPU cluster
+#   snakemake --profile slurm --configfile config/paper.yaml                # the paper, on a SLURM GPU cluster
 from snakemake.utils import min_version, validate
 
 min_version("8.0")

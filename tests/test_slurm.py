@@ -29,31 +29,30 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    """A running one-node cluster, and the project's profile set up by name as the README says (in a config home
+    of the test's own), so the tests run exactly `snakemake --profile slurm`."""
     env = {**os.environ, "SCBLOSS_SLURM_DIR": str(tmp_path_factory.mktemp("slurm"))}
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("<!-- profile-setup -->") :]
+    setup = block.split("```sh\n", 1)[1].splitlines()[0]
+    assert setup.startswith("mkdir -p") and "ln -sfn" in setup
+    config_home = tmp_path_factory.mktemp("config-home")
+    subprocess.run(["bash", "-c", setup], cwd=REPO, check=True, env={**os.environ, "XDG_CONFIG_HOME": str(config_home)})
+    PROFILE_ENV["XDG_CONFIG_HOME"] = str(config_home)
     subprocess.run(["bash", str(CLUSTER), "start"], check=True, env=env, timeout=120)
     yield
     subprocess.run(["bash", str(CLUSTER), "stop"], env=env, timeout=120)
 
 
 SITE = REPO / "tests" / "slurm" / "site.yaml"
+PROFILE_ENV: dict[str, str] = {}  # where the cluster fixture set the profile up
 
 
 def _snakemake(*args, timeout=2400, site=SITE):
     """Snakemake with the project's SLURM profile and the test cluster's site values, bounded in time (a lost job
     would otherwise loop forever)."""
-    command = [
-        "timeout",
-        "-k",
-        "10",
-        str(timeout),
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--profile",
-        "profiles/slurm",
-        *args,
-    ]
-    env = {**os.environ, "SCBLOSS_SLURM_SITE": str(site)}
+    command = ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake", "--profile", "slurm", *args]
+    env = {**os.environ, **PROFILE_ENV, "SCBLOSS_SLURM_SITE": str(site)}
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
@@ -175,3 +174,61 @@ def test_a_failed_job_is_reported_with_its_slurm_log(cluster, tmp_path):
     assert "000007.xml: malformed XML" in log
     run = tmp_path / "results" / "runs" / "voc-ssd300-none-s0"
     assert not (run / "model_final.pt").exists() and not (run / "metrics.csv").exists()
+
+
+def test_a_two_gpu_job_runs_two_ranks_and_resumes_like_one_process(cluster, tmp_path):
+    """`gpus: 2` in the site values: the profile's job starts two ranks through srun (both in its log); stopped with
+    scancel --signal=TERM and resumed by a retry, it ends with the weights of an uninterrupted two-rank run (bit for
+    bit) and of one process on the whole batch (within 1e-4 relative after 30 updates; the per-update equality,
+    1e-5, is tests/test_train.py's)."""
+    site = yaml.safe_load(SITE.read_text())
+    site["train"]["gpus"] = 2
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    config = _one_run_config(
+        tmp_path, batch_size=4, batch_norm=False, max_iter=30, lr_steps=[25], log_every=1, checkpoint_every=1000
+    )
+    run = tmp_path / "results" / "runs" / "voc-ssd300-none-s0"
+    process = _snakemake("--configfile", str(config), timeout=900, site=tmp_path / "site.yaml")
+    job = _training_job(run, 8, time.time() + 600)
+    assert job, "the training job never got going"
+    subprocess.run(["scancel", "--signal=TERM", job], check=True)
+    output = process.communicate()[0]
+    assert process.returncode == 0, output[-5000:]
+    log = (tmp_path / "results" / "logs" / "train" / "voc-ssd300-none-s0.log").read_text()
+    assert "rank 0 of 2" in log and "rank 1 of 2" in log and re.search(r"SLURM_JOB_ID=\d+", log), log[-3000:]
+    resumes = _resumes(log)
+    assert len(resumes) == 1 and 8 <= resumes[0][0] < 30 and resumes[0][1] == "SIGTERM", log[-3000:]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "scbloss",
+            "train",
+            "--config",
+            str(run / "train.yaml"),
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stdout + two.stderr
+    from scbloss.engine.config import load_config
+    from scbloss.engine.train import train
+
+    torch.set_num_threads(1)
+    one = train(load_config(run / "train.yaml"), tmp_path / "one")
+    ours, reference, single = (
+        torch.load(path, weights_only=True)["model"]
+        for path in (run / "model_final.pt", tmp_path / "two" / "model_final.pt", one)
+    )
+    assert all(torch.equal(ours[k], reference[k]) for k in ours)
+    assert max(((ours[k] - single[k]).abs() / single[k].abs().clamp(min=1)).max().item() for k in ours) <= 1e-4

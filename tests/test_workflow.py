@@ -161,5 +161,9 @@ def test_plan_estimates_gpu_hours_per_table():
     # Table 1: five SSD300 runs of 120k iterations x 32 images at SSD300's declared 836 images/s on an H200
     # = 5 x 1.276 GPU-hours
     assert "table1: 5 runs (5 new), 6.4 GPU-h for the new ones" in output
-    assert re.search(r"total: 22 training runs, [\d.]+ GPU-h of training", output)
+    assert re.search(
+        r"total: 22 training runs, [\d.]+ GPU-h of training \(GPUs x hours\); with 1 GPU\(s\) per run "
+        r"the longest run takes [\d.]+ h",
+        output,
+    )
     assert "ssd300 836" in output and "measured on 'h200'" in output

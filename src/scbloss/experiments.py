@@ -192,8 +192,15 @@ def training_rate(config: dict, model: str) -> float | None:
     return measured.images_per_s if measured else None
 
 
+def gpus_per_run(config: dict) -> int:
+    """GPUs a training run uses: the config's resources.train.gpu per node x nodes (at least one)."""
+    train = config["resources"]["train"]
+    return max(1, train.get("gpu") or 0) * max(1, train.get("nodes") or 1)
+
+
 def gpu_hours(config: dict, run: Run) -> float:
-    """Estimated GPU-hours of training: images seen / training images per second per GPU."""
+    """Estimated GPU-hours of training (GPUs x hours): images seen / training images per second per GPU, which is
+    the same on N GPUs when they scale linearly (each takes batch / N images of every step)."""
     values = train_config(config, run)
     rate = training_rate(config, run.model)
     return values["max_iter"] * values["batch_size"] / rate / 3600 if rate else float("nan")
@@ -213,7 +220,12 @@ def plan(config: dict) -> str:
         total_hours += hours
         lines.append(f"{spec['id']}: {len(runs)} runs ({len(new)} new), {hours:.1f} GPU-h for the new ones")
     rates = {model: training_rate(config, model) for model in sorted({run.model for run in seen})}
-    lines.append(f"total: {len(seen)} training runs, {total_hours:.1f} GPU-h of training")
+    gpus = gpus_per_run(config)
+    longest = max((gpu_hours(config, run) for run in seen), default=0.0) / gpus
+    lines.append(
+        f"total: {len(seen)} training runs, {total_hours:.1f} GPU-h of training (GPUs x hours); with {gpus} "
+        f"GPU(s) per run the longest run takes {longest:.1f} h"
+    )
     lines.append(
         f"rates (images/s per GPU, measured on {config['throughput_on']!r} unless the config's throughput "
         "sets them): " + ", ".join(f"{m} {r if r else 'unknown'}" for m, r in rates.items())
@@ -229,6 +241,7 @@ __all__ = [
     "eval_splits",
     "figure_entries",
     "gpu_hours",
+    "gpus_per_run",
     "load_table_spec",
     "metrics_path",
     "plan",

@@ -87,6 +87,33 @@ def resources_of(rule):
     return {name: value for name, value in config["resources"][rule].items() if value is not None}
 
 
+def gpus_per_node(resources):
+    """GPUs a job holds on each node: its `gpu` resource (one node), or the count in a `gres` of gpu[:model]:N."""
+    gres = str(getattr(resources, "gres", "") or "")
+    if gres.startswith("gpu"):
+        return int(gres.split(":")[-1])
+    return int(getattr(resources, "gpu", 0) or 0)
+
+
+def train_launcher(wildcards, resources):
+    """How `scbloss train` starts: one process per GPU of every node, all sharing each global batch.
+    Under the SLURM profile's multi-GPU jobs (resource `mpi`) SLURM starts them, one task per GPU (srun, which also
+    spans nodes and ends the step when a rank dies); without a cluster, torchrun on this machine does."""
+    nodes = int(getattr(resources, "nodes", 1) or 1)
+    ranks = max(1, gpus_per_node(resources)) * nodes
+    batch = experiments.train_config(config, RUNS[wildcards.run]).get("batch_size", 32)
+    if batch % ranks:
+        raise ValueError(
+            f"run {wildcards.run}: batch_size {batch} is not divisible by its {ranks} GPUs "
+            f"({gpus_per_node(resources)} per node x {nodes} nodes); each GPU takes batch / GPUs images"
+        )
+    if getattr(resources, "mpi", None):
+        return f"{resources.mpi} --kill-on-bad-exit=1 python -m scbloss"
+    if ranks > 1:
+        return f"python -m torch.distributed.run --standalone --nproc-per-node={ranks} -m scbloss"
+    return "python -m scbloss"
+
+
 def dataset_args(family):
     kind, root = experiments.dataset_location(config, family)
     return f"--dataset {kind} --root {root}"

@@ -32,13 +32,14 @@ rule train:
         **resources_of("train"),
     params:
         out=lambda w: f"{RESULTS}/runs/{w.run}",
+        launch=train_launcher,
     shell:
         # exec: the trainer replaces the job's shell, so a SIGTERM to the job (walltime, scancel, preemption) reaches
         # it with nothing in between to die first and take it down; it saves at the end of its iteration.
         # Snakemake starts each attempt's log afresh; a resumed one begins "resumed from iteration N (..., saved on
         # SIGTERM)". Every attempt's SLURM log stays in .snakemake/slurm_logs/.
         "export OMP_NUM_THREADS={threads}; "
-        "exec python -m scbloss train --config {input.config} --out {params.out} >> {log} 2>&1"
+        "exec {params.launch} train --config {input.config} --out {params.out} >> {log} 2>&1"
 
 
 rule curves:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,7 @@ class MultiBoxLoss(nn.Module):
         neg_pos_ratio: int = 3,
         variances: tuple[float, float] = (0.1, 0.2),
         iou_threshold: float = 0.5,
+        normalizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if weighting not in WEIGHTINGS:
@@ -83,6 +84,7 @@ class MultiBoxLoss(nn.Module):
         self.neg_pos_ratio = neg_pos_ratio
         self.iou_threshold = iou_threshold
         self.box_coder = BoxCoder(variances)
+        self.normalizer = normalizer  # positives of the batch -> N; under DDP the global count / processes
         self._cached_intervals: PriorIntervals | None = None
 
     def forward(
@@ -123,7 +125,7 @@ class MultiBoxLoss(nn.Module):
             negative = hard_negative_mask(cross_entropy.detach().masked_fill(excluded, float("-inf")), num_neg)
 
         num_pos = num_pos_per_image.sum()
-        normalizer = num_pos.clamp(min=1).to(conf_pred.dtype)
+        normalizer = (self.normalizer(num_pos) if self.normalizer else num_pos.clamp(min=1)).to(conf_pred.dtype)
         positive_ce = cross_entropy[pos_image, pos_prior]
         loss_cls = ((positive_ce * pos_weight).sum() + cross_entropy[negative].sum()) / normalizer
 

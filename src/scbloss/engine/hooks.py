@@ -36,12 +36,21 @@ class PeriodicCheckpointer(HookBase):
 
 
 class StopOnSignal(HookBase):
-    """SIGTERM/SIGUSR1 set a flag; after the step in flight, ``save`` runs and :class:`Interrupted` is raised."""
+    """SIGTERM/SIGUSR1 set a flag; after the step in flight, ``save`` runs and :class:`Interrupted` is raised.
+
+    Under several processes ``agree(flag)`` is true on every rank when any rank has the flag, so all stop after the
+    same step; ``barrier`` then holds the others until rank 0 has written the checkpoint.
+    """
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
-    def __init__(self, save: Callable[[int, str], None]) -> None:
-        self.save = save
+    def __init__(
+        self,
+        save: Callable[[int, str], None],
+        agree: Callable[[bool], bool] | None = None,
+        barrier: Callable[[], None] | None = None,
+    ) -> None:
+        self.save, self.agree, self.barrier = save, agree, barrier
         self.signum: int | None = None
         self._previous: dict = {}
 
@@ -52,8 +61,14 @@ class StopOnSignal(HookBase):
         self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
 
     def after_step(self) -> None:
-        if self.signum is not None:
+        stop = self.signum is not None
+        if self.agree is not None and self.agree(stop) and not stop:
+            self.signum = signal.SIGTERM  # another rank was signalled
+            stop = True
+        if stop:
             self.save(self.trainer.iter, signal.Signals(self.signum).name)
+            if self.barrier is not None:
+                self.barrier()
             raise Interrupted(self.signum, self.trainer.iter)
 
     def after_train(self) -> None:
