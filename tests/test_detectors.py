@@ -145,10 +145,18 @@ def test_dssd321_parameter_count_by_hand():
 def test_resnet101_weights_load_into_the_dssd_trunk(tmp_path):
     state = torchvision.models.resnet101().state_dict()
     torch.save(state, tmp_path / "r101.pth")
-    model = build_model("dssd321", 81, pretrained_backbone=str(tmp_path / "r101.pth"))
+    model = build_model(
+        "dssd321", 81, pretrained_backbone="resnet101_imagenet1k_v1", backbone_file=str(tmp_path / "r101.pth")
+    )
     assert torch.equal(model.trunk.layer3[22].conv2.weight, state["layer3.22.conv2.weight"])
     with pytest.raises(ValueError, match="need width=1.0"):
-        build_model("dssd321", 81, width=0.5, pretrained_backbone=str(tmp_path / "r101.pth"))
+        build_model(
+            "dssd321",
+            81,
+            width=0.5,
+            pretrained_backbone="resnet101_imagenet1k_v1",
+            backbone_file=str(tmp_path / "r101.pth"),
+        )
 
 
 def test_postprocessing_is_ssds():

@@ -32,9 +32,12 @@ def _check_loaded(model, state):
     assert torch.equal(trunk.fc[3].weight[3, 8, 0, 0], state["classifier.3.weight"][12, 32])
 
 
+V1 = {"pretrained_backbone": "vgg16_imagenet1k_v1"}
+
+
 def test_load_from_local_file(vgg16_file):
     path, state = vgg16_file
-    _check_loaded(build_model("ssd300", 21, pretrained_backbone=str(path)), state)
+    _check_loaded(build_model("ssd300", 21, backbone_file=str(path), **V1), state)
 
 
 def test_load_from_url(vgg16_file, tmp_path, monkeypatch):
@@ -42,7 +45,7 @@ def test_load_from_url(vgg16_file, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     with LocalServer() as server:
         server.files[f"/{path.name}"] = path.read_bytes()
-        model = build_model("ssd300", 21, pretrained_backbone=f"{server.base}/{path.name}")
+        model = build_model("ssd300", 21, backbone_file=f"{server.base}/{path.name}", **V1)
     _check_loaded(model, state)
     assert (tmp_path / "torch_home" / "hub" / "checkpoints" / path.name).is_file()
 
@@ -52,20 +55,68 @@ def test_url_with_wrong_hash_is_refused(vgg16_file, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     with LocalServer() as server, pytest.raises(RuntimeError, match="invalid hash value"):
         server.files["/vgg16-00000000.pth"] = path.read_bytes()
-        build_model("ssd300", 21, pretrained_backbone=f"{server.base}/vgg16-00000000.pth")
+        build_model("ssd300", 21, backbone_file=f"{server.base}/vgg16-00000000.pth", **V1)
     assert not (tmp_path / "torch_home" / "hub" / "checkpoints" / "vgg16-00000000.pth").exists()
 
 
-def test_missing_file_and_wrong_width_are_named(vgg16_file, tmp_path):
+def test_missing_file_wrong_width_wrong_file_and_wrong_architecture_are_named(vgg16_file, tmp_path):
     path, _ = vgg16_file
     with pytest.raises(FileNotFoundError, match="no such file"):
-        build_model("ssd300", 21, pretrained_backbone=str(tmp_path / "absent.pth"))
+        build_model("ssd300", 21, backbone_file=str(tmp_path / "absent.pth"), **V1)
     with pytest.raises(ValueError, match="need width=1.0"):
-        build_model("ssd300", 21, width=0.5, pretrained_backbone=str(path))
+        build_model("ssd300", 21, width=0.5, backbone_file=str(path), **V1)
     junk = tmp_path / "junk.pth"
     junk.write_text("not a checkpoint")
     with pytest.raises(ValueError, match="junk.pth is not a readable PyTorch state dict"):
-        build_model("ssd300", 21, pretrained_backbone=str(junk))
-    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "partial.pth")
-    with pytest.raises(ValueError, match="not a torchvision VGG16 state dict"):
-        build_model("ssd300", 21, pretrained_backbone=str(tmp_path / "partial.pth"))
+        build_model("ssd300", 21, backbone_file=str(junk), **V1)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(ValueError, match="resnet.pth: not a VGG16 state dict"):
+        build_model("ssd300", 21, backbone_file=str(tmp_path / "resnet.pth"), **V1)
+    with pytest.raises(ValueError, match="ssd300: no backbone weights 'resnet101_imagenet1k_v1'"):
+        build_model("ssd300", 21, pretrained_backbone="resnet101_imagenet1k_v1")
+
+
+def test_caffe_features_with_a_nan_classifier_leave_fc6_fc7_to_their_initialisation(tmp_path):
+    """torchvision's IMAGENET1K_FEATURES port: valid conv layers, NaN classifier. The convs load, the NaN does not
+    reach fc6/fc7 (they keep the Xavier values a model built with the same seed has)."""
+    state = torchvision.models.vgg16(weights=None).state_dict()
+    for key in [k for k in state if k.startswith("classifier.")]:
+        state[key] = torch.full_like(state[key], float("nan"))
+    torch.save(state, tmp_path / "features.pth")
+    torch.manual_seed(5)
+    plain = build_model("ssd300", 21)
+    torch.manual_seed(5)
+    model = build_model("ssd300", 21, pretrained_backbone="vgg16_caffe", backbone_file=str(tmp_path / "features.pth"))
+    assert torch.equal(model.trunk.features[0].weight, state["features.0.weight"])
+    assert torch.equal(model.trunk.fc[1].weight, plain.trunk.fc[1].weight)
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def test_caffe_reduced_fc_weights_fill_fc6_fc7(tmp_path):
+    """ssd.pytorch's vgg16_reducedfc.pth layout: fc6 at 31, fc7 at 33, already 1024 channels."""
+    state = torchvision.models.vgg16(weights=None).state_dict()
+    fc = {
+        "31.weight": torch.randn(1024, 512, 3, 3),
+        "31.bias": torch.randn(1024),
+        "33.weight": torch.randn(1024, 1024, 1, 1),
+        "33.bias": torch.randn(1024),
+    }
+    torch.save(state, tmp_path / "features.pth")
+    torch.save(fc, tmp_path / "reducedfc.pth")
+    model = build_model(
+        "ssd300",
+        21,
+        pretrained_backbone="vgg16_caffe",
+        backbone_file=str(tmp_path / "features.pth"),
+        fc_weights=str(tmp_path / "reducedfc.pth"),
+    )
+    assert torch.equal(model.trunk.fc[1].weight, fc["31.weight"]) and torch.equal(model.trunk.fc[3].bias, fc["33.bias"])
+    torch.save({"31.weight": fc["31.weight"]}, tmp_path / "half.pth")
+    with pytest.raises(ValueError, match="half.pth: not Caffe's reduced fc6/fc7 .*missing 31.bias"):
+        build_model(
+            "ssd300",
+            21,
+            pretrained_backbone="vgg16_caffe",
+            backbone_file=str(tmp_path / "features.pth"),
+            fc_weights=str(tmp_path / "half.pth"),
+        )

@@ -268,35 +268,97 @@ def test_finished_run_is_not_trained_again(toy, tmp_path):
     assert meta["class_names"] == ["disc", "square", "triangle", "cross"] and meta["num_classes"] == 5
 
 
-def test_two_processes_with_torchrun(toy, tmp_path):
-    """DistributedDataParallel on the CPU (gloo): two ranks share each batch and finish one model."""
-    config_path = tmp_path / "run.yaml"
-    config_path.write_text(yaml.safe_dump(_config(toy, max_iter=3, batch_norm=False)))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "scbloss.cli",
-            "train",
-            "--config",
-            str(config_path),
-            "--out",
-            str(tmp_path / "ddp"),
-        ],
-        capture_output=True,
+def _torchrun(config_path, out, ranks=2, **popen):
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={ranks}",
+        "-m",
+        "scbloss",
+        "train",
+        "--config",
+        str(config_path),
+        "--out",
+        str(out),
+    ]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        **popen,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "rank 0 of 2" in result.stdout and "rank 1 of 2" in result.stdout
-    rows = (tmp_path / "ddp" / METRICS).read_text().splitlines()
-    assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3]
-    assert torch.load(tmp_path / "ddp" / FINAL, weights_only=True)["meta"]["iterations"] == 3
+
+
+def _rank_pid(launcher, rank):
+    """The pid of one rank among torchrun's children."""
+    import psutil
+
+    return next(
+        child.pid for child in psutil.Process(launcher.pid).children() if child.environ().get("RANK") == str(rank)
+    )
+
+
+def test_two_processes_make_the_updates_of_one(toy, tmp_path):
+    """DistributedDataParallel on the CPU (gloo), two ranks of 2 images against one process of 4: the same loss at
+    every iteration (1e-5) and the same weights after four updates (1e-5, relative where a weight exceeds 1): the
+    global positive count normalizes, gradients are averaged. No BatchNorm: SyncBatchNorm needs a GPU."""
+    values = _config(toy, max_iter=4, batch_size=4, batch_norm=False)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(values))
+    ddp = _torchrun(tmp_path / "run.yaml", tmp_path / "ddp")
+    output = ddp.communicate(timeout=300)[0]
+    assert ddp.returncode == 0, output
+    assert "rank 0 of 2" in output and "rank 1 of 2" in output
+    single = train(config_from_dict(values), tmp_path / "single")
+    logs = [(tmp_path / name / METRICS).read_text().splitlines() for name in ("ddp", "single")]
+    header = logs[0][0].split(",")
+    for ours, theirs in zip(logs[0][1:], logs[1][1:], strict=True):
+        a, b = dict(zip(header, ours.split(","))), dict(zip(header, theirs.split(",")))
+        assert a["num_pos"] == b["num_pos"]  # the global batch's positives
+        for term in ("loss_cls", "loss_loc"):
+            assert float(a[term]) == pytest.approx(float(b[term]), abs=1e-5)
+    a, b = (torch.load(path, weights_only=True)["model"] for path in (tmp_path / "ddp" / FINAL, single))
+    # within 1e-5 of each weight's size where it exceeds 1 (conv4_3's L2Norm scales start at 20: a few float ulps)
+    assert max(((a[k] - b[k]).abs() / b[k].abs().clamp(min=1)).max().item() for k in a) <= 1e-5
+
+
+def test_a_signal_to_one_rank_stops_both_at_the_same_iteration(toy, tmp_path):
+    """SIGTERM to rank 1 only: both ranks stop after the same step, rank 0 writes one checkpoint, and the resumed
+    two-rank run ends with the uninterrupted one's weights."""
+    values = _config(toy, max_iter=16, batch_size=4, batch_norm=False)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(values))
+    whole = _torchrun(tmp_path / "run.yaml", tmp_path / "whole")
+    assert whole.wait(timeout=300) == 0, whole.stdout.read()
+    split = _torchrun(tmp_path / "run.yaml", tmp_path / "split")
+    deadline = time.time() + 240
+    while _metric_rows(tmp_path / "split") < 3 and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(_rank_pid(split, 1), signal.SIGTERM)
+    output = split.communicate(timeout=120)[0]
+    assert split.returncode != 0 and output.count("stopped by SIGTERM at iteration") == 2, output
+    stopped = set(re.findall(r"stopped by SIGTERM at iteration (\d+)", output))
+    assert len(stopped) == 1 and torch.load(tmp_path / "split" / CHECKPOINT, weights_only=True)["iteration"] == int(
+        stopped.pop()
+    )
+    resumed = _torchrun(tmp_path / "run.yaml", tmp_path / "split")
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+    a, b = (torch.load(tmp_path / name / FINAL, weights_only=True)["model"] for name in ("whole", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_rank_that_dies_takes_the_run_down_with_a_message(toy, tmp_path):
+    """SIGKILL to rank 1: torchrun ends rank 0 too and names the failed rank; nothing hangs."""
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(_config(toy, max_iter=400, batch_size=4, batch_norm=False)))
+    run = _torchrun(tmp_path / "run.yaml", tmp_path / "run")
+    deadline = time.time() + 240
+    while _metric_rows(tmp_path / "run") < 3 and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(_rank_pid(run, 1), signal.SIGKILL)
+    output = run.communicate(timeout=120)[0]
+    assert run.returncode != 0 and "Signal 9 (SIGKILL) received by PID" in output, output[-3000:]
 
 
 def test_every_loss_term_of_a_criterion_is_logged(toy, tmp_path):
@@ -316,3 +378,45 @@ def test_every_loss_term_of_a_criterion_is_logged(toy, tmp_path):
     model, meta = load_trained(final)
     assert meta["model"] == "refinedet320" and not model.training
     assert loss_terms({"loss_b": 1, "num_pos": 2, "loss_a": 3}) == ["loss_a", "loss_b"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"augment_on": "gpu"}, {"precision": "bf16"}, {"compile": "true"}],
+    ids=["augmentation-on-the-device", "bf16", "compiled"],
+)
+def test_every_mode_resumes_exactly_and_saves_plain_weights(toy, tmp_path, monkeypatch, settings):
+    """The device augmentation path (here on CPU tensors), bf16 autocast with channels_last, and torch.compile
+    (with its eager backend, to stay fast on a CPU): a run stopped at iteration 2 and resumed ends with the weights
+    of an uninterrupted one, and its files load into a plain, uncompiled model."""
+    if settings.get("compile") == "true":
+        real_compile = torch.compile
+        monkeypatch.setattr(torch, "compile", lambda module: real_compile(module, backend="eager"))
+    values = _config(toy, max_iter=4, **settings)
+    whole = train(config_from_dict(values), tmp_path / "whole")
+    from scbloss.detection.criterion import SingleShotCriterion
+
+    original = SingleShotCriterion.__call__
+    _interrupt_at(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        train(config_from_dict(values), tmp_path / "split")
+    monkeypatch.setattr(SingleShotCriterion, "__call__", original)
+    assert not any(k.startswith("_orig_mod") for k in torch.load(tmp_path / "split" / CHECKPOINT)["model"])
+    split = train(config_from_dict(values), tmp_path / "split")
+    a, b = (torch.load(path, weights_only=True)["model"] for path in (whole, split))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    model, meta = load_trained(split)
+    assert meta["channels_last"] is (settings.get("precision") == "bf16")
+
+
+def test_fp16_on_a_cpu_is_refused(toy, tmp_path):
+    with pytest.raises(ValueError, match="precision fp16 needs a CUDA device"):
+        train(config_from_dict(_config(toy, precision="fp16")), tmp_path / "run")
+
+
+def test_the_learning_rate_follows_the_iteration(toy, tmp_path):
+    """lr is set from the iteration before each step (no scheduler to fall out of step with skipped updates):
+    warm-up from 1/3 over 2 iterations, then x0.1 at iteration 4."""
+    train(config_from_dict(_config(toy)), tmp_path / "run")
+    rows = (tmp_path / "run" / METRICS).read_text().splitlines()[1:]
+    assert [float(r.split(",")[1]) for r in rows] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3, 1e-4, 1e-4])

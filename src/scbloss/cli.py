@@ -172,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="VOC mAP / COCO AP-AR, size-bucketed recall, detections")
-    evaluate.add_argument("--checkpoint", required=True, help="model_final.pt written by 'scbloss train'")
+    evaluate.add_argument(
+        "--checkpoint", required=True, help="model_final.pt written by scbloss train, or torchvision_coco"
+    )
     evaluate.add_argument("--dataset", required=True, choices=["voc", "coco", "toy_voc", "toy_coco"])
     evaluate.add_argument("--root", required=True)
     evaluate.add_argument("--split", required=True, help="test (VOC), val or test-dev (COCO)")

@@ -32,7 +32,7 @@ DSSD321 = register(
         name="dssd321",
         network="scbloss.models.dssd:DSSD",
         layouts={"voc": DSSD321_LAYOUT, "coco": DSSD321_LAYOUT},  # DSSD's recipe has COCO's sizes only
-        backbone_loader="scbloss.models.pretrained:load_resnet101_imagenet",
+        backbone_weights=("resnet101_imagenet1k_v1",),
         throughput={"h200": Throughput(341, H200), "cpu": Throughput(14.5, CPU)},
         summary="DSSD: ResNet-101 (conv5 dilated), SSD extras, deconvolution + prediction modules; 18312 priors",
     )
@@ -43,7 +43,7 @@ DSSD513 = register(
         name="dssd513",
         network="scbloss.models.dssd:DSSD",
         layouts={"voc": DSSD513_LAYOUT, "coco": DSSD513_LAYOUT},
-        backbone_loader="scbloss.models.pretrained:load_resnet101_imagenet",
+        backbone_weights=("resnet101_imagenet1k_v1",),
         throughput={
             "h200": Throughput(160, H200.replace("batch 32", "batch 20")),
             "cpu": Throughput(6.0, CPU.replace("batch 8", "batch 4")),

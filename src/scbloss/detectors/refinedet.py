@@ -17,7 +17,7 @@ REFINEDET320 = register(
         network="scbloss.models.refinedet:RefineDet",
         layouts={"voc": REFINEDET320_LAYOUT, "coco": REFINEDET320_LAYOUT},
         criterion="scbloss.detection.criterion:RefineDetCriterion",
-        backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
+        backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
         # which modules the weighting applies to: the ARM only (the paper's Table 2) or ARM and ODM (its 78.0)
         variants=("arm", "arm_odm"),
         throughput={"h200": Throughput(649, H200), "cpu": Throughput(14.6, CPU)},

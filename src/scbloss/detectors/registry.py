@@ -38,16 +38,16 @@ class DetectorSpec:
     """What the project needs to know about one detector.
 
     ``network(layout, num_classes, width, batch_norm)`` builds the nn.Module; ``criterion(weighting=, alpha=,
-    beta=, apply_to=[, variant=])`` its training loss; ``backbone_loader(model, state_dict, source)`` copies
-    ImageNet weights into it. ``layouts`` maps a dataset family ('voc', 'coco') to the prior layout of that
-    family's recipe; ``throughput`` maps a device key (see ``config: throughput_on``) to a measured rate.
+    beta=, apply_to=[, variant=])`` its training loss; ``backbone_weights`` names the pretrained backbones it can
+    start from (see :mod:`.backbones`). ``layouts`` maps a dataset family ('voc', 'coco') to the prior layout of
+    that family's recipe; ``throughput`` maps a device key (see ``config: throughput_on``) to a measured rate.
     """
 
     name: str
     network: Reference
     layouts: Mapping[str, PriorLayout]
     criterion: Reference = "scbloss.detection.criterion:SingleShotCriterion"
-    backbone_loader: Reference | None = None
+    backbone_weights: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()
     throughput: Mapping[str, Throughput] = field(default_factory=dict)
     summary: str = ""

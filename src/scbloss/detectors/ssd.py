@@ -59,7 +59,7 @@ SSD300 = register(
         name="ssd300",
         network="scbloss.models.ssd:SSD",
         layouts=SSD300_LAYOUTS,
-        backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
+        backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
         throughput={"h200": Throughput(836, H200), "cpu": Throughput(12.7, CPU)},
         summary="SSD on VGG16 (L2Norm conv4_3, dilated fc6/fc7), 8732 priors",
     )
@@ -70,7 +70,7 @@ SSD512 = register(
         name="ssd512",
         network="scbloss.models.ssd:SSD",
         layouts=SSD512_LAYOUTS,
-        backbone_loader="scbloss.models.pretrained:load_vgg16_imagenet",
+        backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
         throughput={"h200": Throughput(358, H200), "cpu": Throughput(6.1, CPU.replace("batch 8", "batch 4"))},
         summary="SSD on VGG16 at 512 px, 24564 priors",
     )

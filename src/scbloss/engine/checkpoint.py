@@ -80,10 +80,41 @@ def _unpickler_reason(text: str) -> str:
     return (found or lines or ["unknown reason"])[0]
 
 
+TORCHVISION_COCO = "torchvision_coco"  # names torchvision's published COCO SSD300 where a model file is expected
+
+
+def load_torchvision_coco(device: torch.device | str = "cpu"):
+    """torchvision's COCO-trained SSD300 as one of our models: 91 outputs indexed by COCO category id, torchvision's
+    input normalisation; with metadata like a model file's."""
+    from torchvision.models.detection import SSD300_VGG16_Weights
+
+    from ..models import build_model
+    from ..models.torchvision_ssd import TORCHVISION_COCO_CLASSES, load_torchvision_detector
+
+    model = build_model("ssd300", TORCHVISION_COCO_CLASSES, dataset="coco")
+    load_torchvision_detector(model, TORCHVISION_COCO, None)
+    names = SSD300_VGG16_Weights.COCO_V1.meta["categories"]
+    meta = {
+        "model": "ssd300",
+        "width": 1.0,
+        "num_classes": TORCHVISION_COCO_CLASSES,
+        "priors": "coco",
+        "class_names": names[1:],
+        "category_ids": list(range(1, TORCHVISION_COCO_CLASSES)),
+        "dataset_kind": "coco",
+        "normalization": "caffe",
+        "channels_last": False,
+    }
+    return model.to(device).eval(), meta
+
+
 def load_trained(path: Path, device: torch.device | str = "cpu"):
-    """The model and metadata stored by ``scbloss train`` in ``model_final.pt``, in eval mode on ``device``."""
+    """The model and metadata stored by ``scbloss train`` in ``model_final.pt``, in eval mode on ``device``
+    (``torchvision_coco`` gives torchvision's published COCO SSD300)."""
     from ..models import build_model
 
+    if str(path) == TORCHVISION_COCO:
+        return load_torchvision_coco(device)
     state = load_checkpoint(path)
     if "meta" not in state:
         kind = "a resumable training checkpoint" if "optimizer" in state else "not a file written by 'scbloss train'"
@@ -100,8 +131,10 @@ __all__ = [
     "CHECKPOINT",
     "CheckpointError",
     "FINAL",
+    "TORCHVISION_COCO",
     "atomic_save",
     "load_checkpoint",
+    "load_torchvision_coco",
     "load_trained",
     "restore_rng_states",
     "rng_states",

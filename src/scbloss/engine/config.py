@@ -80,8 +80,16 @@ class TrainConfig:
     checkpoint_every: int = option(1000, low=1, affects_result=False)
     log_every: int = option(10, low=1, affects_result=False)
     num_workers: int = option(4, low=0, affects_result=False)
-    amp: bool = True  # mixed precision; used on CUDA only
-    pretrained_backbone: str | None = None
+    # How the device computes (see engine/precision.py): auto = bf16 + channels_last where the GPU has bf16, else
+    # fp16 with loss scaling; fp32 on the CPU. compile auto = torch.compile on CUDA. augment_on auto = the training
+    # device (the GPU path of data/device_augment.py), the CPU's v2 pipeline on a CPU.
+    precision: str = option("auto", choices=("auto", "bf16", "fp16", "fp32"))
+    compile: str = option("auto", choices=("auto", "true", "false"), affects_result=False)
+    augment_on: str = option("auto", choices=("auto", "cpu", "gpu"))
+    pretrained_backbone: str | None = None  # backbone weights by name (scbloss.detectors.backbones); None: scratch
+    backbone_file: str | None = None  # a path or URL holding them, instead of their official URL
+    fc_weights: str | None = None  # Caffe's reduced fc6/fc7 for a VGG16 backbone (ssd.pytorch's vgg16_reducedfc.pth)
+    pretrained: str | None = None  # a whole detector to start from: torchvision_coco (SSD300) or a file of its weights
 
     def check(self, source: str) -> TrainConfig:
         """What the types and ranges cannot say: registered names, and a schedule that makes sense."""
@@ -98,6 +106,15 @@ class TrainConfig:
                 problems.append(f"variant: {error}")
         if self.weighting not in WEIGHTINGS:
             problems.append(f"weighting: {self.weighting!r} is not one of {', '.join(sorted(WEIGHTINGS))}")
+        if self.pretrained_backbone is not None and self.model in detectors.names():
+            offered = detectors.get(self.model).backbone_weights
+            if self.pretrained_backbone not in offered:
+                problems.append(
+                    f"pretrained_backbone: {self.model} takes {', '.join(offered) or 'none'}, not "
+                    f"{self.pretrained_backbone!r}"
+                )
+        if self.pretrained is not None and self.model != "ssd300":
+            problems.append(f"pretrained: whole-detector weights exist for ssd300 (torchvision's), not {self.model}")
         if sorted(set(self.lr_steps)) != list(self.lr_steps):
             problems.append(f"lr_steps: must be increasing, got {self.lr_steps}")
         if problems:
@@ -154,6 +171,8 @@ def _typed(value, kind: str, meta: dict, where: str):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
     elif kind == "str":
+        if isinstance(value, bool) and meta.get("choices") and "true" in meta["choices"]:
+            value = "true" if value else "false"  # `compile: true` is YAML's boolean
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected text, got {value!r}")
     elif kind == "list[int]":

@@ -12,6 +12,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..data import load_dataset
+from ..data.transforms import normalization
 from .checkpoint import load_trained
 from .coco_eval import coco_stats
 from .predict import predict, write_json
@@ -48,13 +49,29 @@ def evaluate(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, meta = load_trained(checkpoint, device)
     data = load_dataset(kind, root, split)
-    if data.class_names != meta["class_names"]:
+    model_ids = meta.get("category_ids") or []
+    if data.category_ids and model_ids and len(model_ids) != len(data.category_ids):
+        missing = sorted(set(data.category_ids) - set(model_ids))
+        if missing:  # a model with more classes (torchvision's 91) scores the dataset's categories among them
+            raise ValueError(f"{checkpoint}: has no output for category ids {missing[:5]} of {kind}/{split}")
+    elif data.class_names != meta["class_names"]:
         raise ValueError(
             f"{checkpoint}: trained on classes {meta['class_names']}, but {kind}/{split} has {data.class_names}"
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    detections = predict(model, data, batch_size, num_workers, device=device)
+    channels_last = meta.get("channels_last", False) and torch.device(device).type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format  # as it trained
+    detections = predict(
+        model,
+        data,
+        batch_size,
+        num_workers,
+        device=device,
+        memory_format=memory_format,
+        normalize=normalization(meta.get("normalization", "imagenet")),
+        category_of=model_ids or None,
+    )
     metrics: dict = {
         "checkpoint": str(checkpoint),
         "dataset": {"kind": kind, "root": str(root), "split": split},

@@ -14,9 +14,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import atomic_path, write_text
 from ..data import DetectionSet, load_dataset
-from ..data.loader import DetectionDataset, IterationBatchSampler, make_loader
-from ..data.transforms import train_transform
+from ..data.device_augment import augment_batch
+from ..data.loader import DetectionDataset, EncodedDetectionDataset, IterationBatchSampler, make_loader
+from ..data.transforms import normalization, train_transform
+from ..detectors.backbones import backbone_weights
 from ..models import build_criterion, build_model
+from ..models.torchvision_ssd import load_torchvision_detector
 from .checkpoint import (
     CHECKPOINT,
     FINAL,
@@ -27,8 +30,10 @@ from .checkpoint import (
     rng_states,
 )
 from .config import TrainConfig, result_keys
-from .distributed import World, init_distributed, world_from_env
+from .distributed import World, any_rank, global_normalizer, global_terms, init_distributed, world_from_env
 from .hooks import Interrupted, MetricsWriter, PeriodicCheckpointer, ProgressReporter, StopOnSignal
+from .precision import Precision, configure_device
+from .precision import resolve as resolve_precision
 from .trainer import Trainer, TrainingDiverged
 
 log = logging.getLogger(__name__)
@@ -54,20 +59,21 @@ def lr_factor(config: TrainConfig, iteration: int) -> float:
 
 @dataclass
 class TrainingState:
-    """Everything a checkpoint holds, built fresh from the config."""
+    """Everything a checkpoint holds, built fresh from the config, and how the device computes."""
 
     data: DetectionSet
     model: torch.nn.Module
     criterion: object
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    use_amp: bool
+    precision: Precision
 
 
-def build_training(config: TrainConfig, device: torch.device) -> TrainingState:
+def build_training(config: TrainConfig, device: torch.device, world: World | None = None) -> TrainingState:
     data = load_dataset(config.dataset.kind, Path(config.dataset.root), config.dataset.split)
     torch.manual_seed(config.seed)
+    precision = resolve_precision(config.precision, config.compile, device)
+    configure_device(device)
     model = build_model(
         config.model,
         data.num_classes + 1,
@@ -75,17 +81,61 @@ def build_training(config: TrainConfig, device: torch.device) -> TrainingState:
         prior_family(config.dataset.kind),
         config.pretrained_backbone,
         config.batch_norm,
-    ).to(device)
+        config.backbone_file,
+        config.fc_weights,
+    )
+    if config.pretrained is not None:
+        loaded = load_torchvision_detector(model, config.pretrained, data.category_ids if data.kind == "coco" else None)
+        print(f"started from {config.pretrained}: {loaded}", flush=True)
+    model = model.to(device, memory_format=precision.memory_format)
+    distributed = {}
+    if world is not None and world.size > 1:
+        distributed["normalizer"] = global_normalizer  # the global batch's positives, as one process would count
+        if device.type == "cuda":  # batch statistics over the global batch; SyncBatchNorm needs a GPU
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     criterion = build_criterion(
-        config.model, config.weighting, config.variant, alpha=config.alpha, beta=config.beta, apply_to=config.apply_to
+        config.model,
+        config.weighting,
+        config.variant,
+        alpha=config.alpha,
+        beta=config.beta,
+        apply_to=config.apply_to,
+        **distributed,
     )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: lr_factor(config, it))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    return TrainingState(data, model, criterion, optimizer, scheduler, scaler, use_amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.scale_loss)
+    return TrainingState(data, model, criterion, optimizer, scaler, precision)
+
+
+def normalization_name(config: TrainConfig) -> str:
+    """The input normalisation of the weights a run starts from (ImageNet's when it starts from scratch)."""
+    if config.pretrained is not None:
+        return "caffe"  # torchvision's SSD300: 0-255 pixels minus the mean pixel
+    if config.pretrained_backbone is not None:
+        return backbone_weights(config.pretrained_backbone).normalization
+    return "imagenet"
+
+
+def batch_preparer(config: TrainConfig, state: TrainingState, device: torch.device, augment_on_device: bool):
+    """What turns a loader batch into (images, targets) on the device: a copy, or decoding and augmenting there."""
+    size = state.model.layout.image_size
+    memory_format = state.precision.memory_format
+    normalize = normalization(normalization_name(config))
+
+    def targets_to_device(targets):
+        return [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
+
+    if augment_on_device:
+        return lambda batch: (
+            augment_batch(batch[0], size, device, memory_format, normalize),
+            targets_to_device(batch[1]),
+        )
+    return lambda batch: (
+        batch[0].to(device, non_blocking=True, memory_format=memory_format),
+        targets_to_device(batch[1]),
+    )
 
 
 class ConfigChanged(ValueError):
@@ -134,7 +184,6 @@ def resume(state: TrainingState, config: TrainConfig, checkpoint_path: Path) -> 
         first = str(error).splitlines()[0]
         raise CheckpointError(f"{checkpoint_path}: its weights do not fit this model ({first})") from None
     state.optimizer.load_state_dict(saved["optimizer"])
-    state.scheduler.load_state_dict(saved["scheduler"])
     state.scaler.load_state_dict(saved["scaler"])
     restore_rng_states(saved["rng"])
     reason = saved.get("saved_on", "unknown")
@@ -149,7 +198,6 @@ def save_checkpoint(
         {
             "model": state.model.state_dict(),
             "optimizer": state.optimizer.state_dict(),
-            "scheduler": state.scheduler.state_dict(),
             "scaler": state.scaler.state_dict(),
             "rng": rng_states(),
             "iteration": iteration,
@@ -175,6 +223,8 @@ def finish(state: TrainingState, config: TrainConfig, out: Path, iterations: int
         "category_ids": data.category_ids,
         "dataset_kind": data.kind,
         "iterations": iterations,
+        "channels_last": state.precision.channels_last,
+        "normalization": normalization_name(config),
         "config": config.to_dict(),
         "config_changes": history,
     }
@@ -228,10 +278,18 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
         flush=True,
     )
 
-    state = build_training(config, device)
+    state = build_training(config, device, world)
     checkpoint_path = out / CHECKPOINT
     start, history = resume(state, config, checkpoint_path)
-    dataset = DetectionDataset(state.data, train_transform(state.model.layout.image_size), train=True, seed=config.seed)
+    size = state.model.layout.image_size
+    on_device = config.augment_on == "gpu" or (config.augment_on == "auto" and device.type == "cuda")
+    dataset = (
+        EncodedDetectionDataset(state.data, size, seed=config.seed)
+        if on_device
+        else DetectionDataset(
+            state.data, train_transform(size, *normalization(normalization_name(config))), train=True, seed=config.seed
+        )
+    )
     sampler = IterationBatchSampler(len(dataset), config.batch_size, config.seed, config.max_iter, start)
     loader = make_loader(
         dataset, _RankSlice(sampler, world.rank, config.batch_size // world.size), num_workers=config.num_workers
@@ -241,26 +299,36 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
         if world.size > 1
         else state.model
     )
+    if state.precision.compile:  # the network only: the loss, with its per-image object counts, stays eager
+        forward = torch.compile(forward)
+    print(
+        f"precision {state.precision.name}, channels_last {state.precision.channels_last}, compiled "
+        f"{state.precision.compile}, augmentation on {'the device' if on_device else 'the CPU workers'}",
+        flush=True,
+    )
     trainer = Trainer(
         state.model,
         state.criterion,
         state.optimizer,
-        state.scheduler,
+        lambda iteration: config.lr * lr_factor(config, iteration),
         state.scaler,
         loader,
-        device,
+        batch_preparer(config, state, device, on_device),
         start,
         config.max_iter,
         forward=forward,
-        autocast=state.use_amp,
+        autocast_dtype=state.precision.autocast_dtype,
         clip_grad_norm=config.clip_grad_norm,
+        global_terms=global_terms if world.size > 1 else None,
     )
 
     def save(iteration: int, reason: str) -> None:
         if world.is_main:
             save_checkpoint(state, config, checkpoint_path, iteration, history, reason)
 
-    hooks = [StopOnSignal(save), PeriodicCheckpointer(save, config.checkpoint_every)]
+    agree = (lambda flag: any_rank(flag, device)) if world.size > 1 else None
+    barrier = torch.distributed.barrier if world.size > 1 else None
+    hooks = [StopOnSignal(save, agree, barrier), PeriodicCheckpointer(save, config.checkpoint_every)]
     if world.is_main:
         hooks = [
             MetricsWriter(out / RUNNING_METRICS, config.log_every, start, world.size),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from .base import SingleShotDetector
 from .build import build_criterion, build_model
-from .pretrained import load_resnet101_imagenet, load_vgg16_imagenet, read_state_dict
+from .pretrained import load_resnet101, load_vgg16, read_state_dict
 
 __all__ = [
     "SingleShotDetector",
     "build_criterion",
     "build_model",
-    "load_resnet101_imagenet",
-    "load_vgg16_imagenet",
+    "load_resnet101",
+    "load_vgg16",
     "read_state_dict",
 ]

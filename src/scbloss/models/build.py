@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import detectors
+from ..detectors.backbones import backbone_weights
 from .base import SingleShotDetector
 from .pretrained import read_state_dict
 
@@ -14,23 +15,32 @@ def build_model(
     dataset: str = "voc",
     pretrained_backbone: str | None = None,
     batch_norm: bool = False,
+    backbone_file: str | None = None,
+    fc_weights: str | None = None,
 ) -> SingleShotDetector:
     """A detector by name; ``num_classes`` includes the background (21 for VOC, 81 for COCO).
 
     ``dataset`` ('voc' or 'coco') picks the prior sizes of that dataset's recipe; ``width`` scales every channel
-    count (for CPU toy runs) without changing the prior layout; ``pretrained_backbone`` is a local path or URL of
-    the ImageNet state dict the detector's backbone loader takes; ``batch_norm`` adds BatchNorm to a VGG trunk
-    for training from scratch.
+    count (for CPU toy runs) without changing the prior layout; ``batch_norm`` adds BatchNorm to a VGG trunk for
+    training from scratch. ``pretrained_backbone`` names backbone weights the detector declares (see
+    scbloss.detectors.backbones), read from ``backbone_file`` (a path or URL) when given, else downloaded from
+    their URL; ``fc_weights`` is Caffe's reduced fc6/fc7 for a VGG16 backbone (ssd.pytorch's vgg16_reducedfc.pth).
     """
     spec = detectors.get(name)
     if width <= 0:
         raise ValueError(f"width must be positive, got {width}")
     model = detectors.resolve(spec.network)(spec.layout(dataset), num_classes, width, batch_norm)
-    if pretrained_backbone is not None:
-        if spec.backbone_loader is None:
-            raise ValueError(f"{name}: declares no backbone weights loader, so pretrained_backbone cannot be used")
-        state = read_state_dict(pretrained_backbone)
-        detectors.resolve(spec.backbone_loader)(model, state, str(pretrained_backbone))
+    if pretrained_backbone is None:
+        if backbone_file or fc_weights:
+            raise ValueError(f"{name}: backbone_file and fc_weights need pretrained_backbone (which weights they are)")
+        return model
+    if pretrained_backbone not in spec.backbone_weights:
+        offered = ", ".join(spec.backbone_weights) or "none"
+        raise ValueError(f"{name}: no backbone weights {pretrained_backbone!r} (it takes {offered})")
+    weights = backbone_weights(pretrained_backbone)
+    source = backbone_file or weights.url
+    fc_state = read_state_dict(fc_weights) if fc_weights else None
+    detectors.resolve(weights.loader)(model, read_state_dict(source), str(source), fc_state, str(fc_weights))
     return model
 
 

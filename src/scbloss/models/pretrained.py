@@ -1,12 +1,15 @@
-"""Loading torchvision's ImageNet VGG16 / ResNet-101 weights into a detector's trunk, from a local file or a URL."""
+"""Loading backbone weights (see scbloss.detectors.backbones) into a detector's trunk, from a local file or a URL."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 def read_state_dict(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
@@ -30,51 +33,81 @@ def read_state_dict(source: str | os.PathLike, cache_dir: str | os.PathLike | No
         raise ValueError(f"backbone weights: {path} is not a readable PyTorch state dict ({error})") from error
 
 
-def load_vgg16_imagenet(model: nn.Module, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
-    """Copy conv1_1..conv5_3 and SSD's decimated fc6/fc7 from torchvision's vgg16 state dict into ``model.trunk``.
+def _copy(own: dict, key: str, value: torch.Tensor, source: str, theirs: str) -> None:
+    if own[key].shape != value.shape:
+        raise ValueError(
+            f"{source}: {theirs} has shape {list(value.shape)} but the trunk's {key} needs {list(own[key].shape)} "
+            "(pretrained weights need width=1.0)"
+        )
+    own[key] = value.contiguous()
 
-    fc6 (4096 x 512*7*7) and fc7 (4096 x 4096) become 1024-channel convolutions by keeping every 4th unit and,
-    for fc6, every 3rd kernel tap, which with dilation 6 covers the same field as the 7x7 original (SSD, Sec. 3).
+
+def load_vgg16(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str = "state dict",
+    fc_state: dict | None = None,
+    fc_source: str = "fc weights",
+) -> None:
+    """conv1_1..conv5_3 from a torchvision-layout VGG16 state dict into ``model.trunk``; then fc6/fc7.
+
+    fc6/fc7 come from ``fc_state`` when given: Caffe's reduced fc layers in ssd.pytorch's layout (``31.*`` the
+    1024x512x3x3 fc6, ``33.*`` the 1024x1024x1x1 fc7). Otherwise from the weights' own classifier, decimated as in
+    SSD (Sec. 3: every 4th unit and, for fc6, every 3rd kernel tap, which with its dilation covers the original
+    7x7 field) when it holds numbers; torchvision's IMAGENET1K_FEATURES port has NaN there, and then fc6/fc7 keep
+    their Xavier initialisation, as torchvision's SSD does.
     """
     trunk = model.trunk
     if trunk.batch_norm:
-        raise ValueError(f"{source}: torchvision's VGG16 weights have no BatchNorm; build the model without batch_norm")
+        raise ValueError(f"{source}: VGG16's pretrained weights have no BatchNorm; build the model without batch_norm")
     conv_names = [name for name, module in trunk.features.named_children() if isinstance(module, nn.Conv2d)]
-    expected = [f"features.{i}.{kind}" for i in conv_names for kind in ("weight", "bias")]
-    expected += [f"classifier.{i}.{kind}" for i in (0, 3) for kind in ("weight", "bias")]
-    missing = [key for key in expected if key not in state]
+    missing = [f"features.{i}.{k}" for i in conv_names for k in ("weight", "bias") if f"features.{i}.{k}" not in state]
     if missing:
-        raise ValueError(f"{source}: not a torchvision VGG16 state dict (missing {', '.join(missing[:3])})")
+        raise ValueError(f"{source}: not a VGG16 state dict (missing {', '.join(missing[:3])})")
     own = trunk.state_dict()
     for index in conv_names:
         for kind in ("weight", "bias"):
-            theirs = state[f"features.{index}.{kind}"]
-            mine = own[f"features.{index}.{kind}"]
-            if theirs.shape != mine.shape:
-                raise ValueError(
-                    f"{source}: features.{index}.{kind} has shape {list(theirs.shape)} but the trunk needs "
-                    f"{list(mine.shape)} (ImageNet weights need width=1.0)"
-                )
-            own[f"features.{index}.{kind}"] = theirs
-    fc6 = state["classifier.0.weight"].view(4096, 512, 7, 7)[::4, :, ::3, ::3]
-    fc7 = state["classifier.3.weight"][::4, ::4]
-    replacements = {
-        "fc.1.weight": fc6,
-        "fc.1.bias": state["classifier.0.bias"][::4],
-        "fc.3.weight": fc7[:, :, None, None],
-        "fc.3.bias": state["classifier.3.bias"][::4],
-    }
-    for key, value in replacements.items():
-        if own[key].shape != value.shape:
-            raise ValueError(
-                f"{source}: decimated {key} is {list(value.shape)}, the trunk needs {list(own[key].shape)}"
+            _copy(
+                own, f"features.{index}.{kind}", state[f"features.{index}.{kind}"], source, f"features.{index}.{kind}"
             )
-        own[key] = value.contiguous()
+    if fc_state is not None:
+        wanted = {
+            "fc.1.weight": "31.weight",
+            "fc.1.bias": "31.bias",
+            "fc.3.weight": "33.weight",
+            "fc.3.bias": "33.bias",
+        }
+        absent = [theirs for theirs in wanted.values() if theirs not in fc_state]
+        if absent:
+            raise ValueError(
+                f"{fc_source}: not Caffe's reduced fc6/fc7 in ssd.pytorch's layout (missing {', '.join(absent)})"
+            )
+        for key, theirs in wanted.items():
+            _copy(own, key, fc_state[theirs], fc_source, theirs)
+    elif all(f"classifier.{i}.{k}" in state for i in (0, 3) for k in ("weight", "bias")):
+        classifier = [state[f"classifier.{i}.{k}"] for i in (0, 3) for k in ("weight", "bias")]
+        if all(bool(torch.isfinite(t).all()) for t in classifier):
+            fc6 = state["classifier.0.weight"].view(4096, 512, 7, 7)[::4, :, ::3, ::3]
+            fc7 = state["classifier.3.weight"][::4, ::4]
+            _copy(own, "fc.1.weight", fc6, source, "classifier.0.weight (decimated)")
+            _copy(own, "fc.1.bias", state["classifier.0.bias"][::4], source, "classifier.0.bias (decimated)")
+            _copy(own, "fc.3.weight", fc7[:, :, None, None], source, "classifier.3.weight (decimated)")
+            _copy(own, "fc.3.bias", state["classifier.3.bias"][::4], source, "classifier.3.bias (decimated)")
+        else:
+            log.info("%s: its classifier is not numbers (NaN): fc6/fc7 keep their Xavier initialisation", source)
     trunk.load_state_dict(own)
 
 
-def load_resnet101_imagenet(model: nn.Module, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+def load_resnet101(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str = "state dict",
+    fc_state: dict | None = None,
+    fc_source: str = "fc weights",
+) -> None:
     """torchvision's resnet101 state dict into ``model.trunk`` (the classifier is dropped)."""
+    if fc_state is not None:
+        raise ValueError(f"{fc_source}: fc_weights are VGG16's fc6/fc7; a ResNet-101 backbone has none")
     trunk = model.trunk
     wanted = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = trunk.state_dict()
@@ -83,9 +116,9 @@ def load_resnet101_imagenet(model: nn.Module, state: dict[str, torch.Tensor], so
     if mismatched or missing:
         raise ValueError(
             f"{source}: not a torchvision ResNet-101 state dict for this trunk "
-            f"(shape mismatch: {mismatched[:2]}, missing: {missing[:2]}; ImageNet weights need width=1.0)"
+            f"(shape mismatch: {mismatched[:2]}, missing: {missing[:2]}; pretrained weights need width=1.0)"
         )
     trunk.load_state_dict(wanted)
 
 
-__all__ = ["load_resnet101_imagenet", "load_vgg16_imagenet", "read_state_dict"]
+__all__ = ["load_resnet101", "load_vgg16", "read_state_dict"]
