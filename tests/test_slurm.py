@@ -179,13 +179,20 @@ def test_a_failed_job_is_reported_with_its_slurm_log(cluster, tmp_path):
 def test_a_two_gpu_job_runs_two_ranks_and_resumes_like_one_process(cluster, tmp_path):
     """`gpus: 2` in the site values: the profile's job starts two ranks through srun (both in its log); stopped with
     scancel --signal=TERM and resumed by a retry, it ends with the weights of an uninterrupted two-rank run (bit for
-    bit) and of one process on the whole batch (within 1e-4 relative after 30 updates; the per-update equality,
-    1e-5, is tests/test_train.py's)."""
+    bit) and of one process on the whole batch (within 1e-4 relative after 24 updates at lr 5e-4: measured 1.5e-5;
+    float differences grow with the updates, and the per-update equality, 1e-5, is tests/test_train.py's)."""
     site = yaml.safe_load(SITE.read_text())
     site["train"]["gpus"] = 2
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
     config = _one_run_config(
-        tmp_path, batch_size=4, batch_norm=False, max_iter=30, lr_steps=[25], log_every=1, checkpoint_every=1000
+        tmp_path,
+        batch_size=4,
+        batch_norm=False,
+        lr=5e-4,
+        max_iter=24,
+        lr_steps=[100],
+        log_every=1,
+        checkpoint_every=1000,
     )
     run = tmp_path / "results" / "runs" / "voc-ssd300-none-s0"
     process = _snakemake("--configfile", str(config), timeout=900, site=tmp_path / "site.yaml")
@@ -196,8 +203,9 @@ def test_a_two_gpu_job_runs_two_ranks_and_resumes_like_one_process(cluster, tmp_
     assert process.returncode == 0, output[-5000:]
     log = (tmp_path / "results" / "logs" / "train" / "voc-ssd300-none-s0.log").read_text()
     assert "rank 0 of 2" in log and "rank 1 of 2" in log and re.search(r"SLURM_JOB_ID=\d+", log), log[-3000:]
-    resumes = _resumes(log)
-    assert len(resumes) == 1 and 8 <= resumes[0][0] < 30 and resumes[0][1] == "SIGTERM", log[-3000:]
+    resumes = _resumes(log)  # each rank says where it resumed: the same iteration, from the one checkpoint
+    assert len(resumes) == 2 and len(set(resumes)) == 1, log[-3000:]
+    assert 8 <= resumes[0][0] < 24 and resumes[0][1] == "SIGTERM", log[-3000:]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     two = subprocess.run(

@@ -108,7 +108,12 @@ def train_launcher(wildcards, resources):
             f"({gpus_per_node(resources)} per node x {nodes} nodes); each GPU takes batch / GPUs images"
         )
     if getattr(resources, "mpi", None):
-        return f"{resources.mpi} --kill-on-bad-exit=1 python -m scbloss"
+        # the job step is spelled out: the SLURM plugin runs the rule with the allocation's SLURM_* variables removed
+        cpus = int(getattr(resources, "cpus_per_task", 1) or 1)
+        return (
+            f"{resources.mpi} --kill-on-bad-exit=1 --nodes={nodes} --ntasks={ranks} "
+            f"--ntasks-per-node={ranks // nodes} --gpus-per-task=1 --cpus-per-task={cpus} python -m scbloss"
+        )
     if ranks > 1:
         return f"python -m torch.distributed.run --standalone --nproc-per-node={ranks} -m scbloss"
     return "python -m scbloss"
