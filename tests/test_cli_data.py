@@ -22,7 +22,7 @@ def test_check_reports_problems_with_the_file(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path / "toy")]) == 1
     assert "000002.xml: malformed XML" in capsys.readouterr().out
     assert main(["data", "check", str(tmp_path)]) == 1
-    assert "no toy, VOCdevkit or COCO layout found" in capsys.readouterr().out
+    assert "no toy, VOCdevkit, COCO or VOC-folder layout found" in capsys.readouterr().out
 
 
 def test_download_error_is_one_clear_line(tmp_path, capsys):

@@ -43,7 +43,10 @@ def _data_toy(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from .data.check import check_folder, summarize
 
-    found, problems = check_folder(Path(args.folder), workers=args.workers)
+    classes = args.classes.split(",") if args.classes else None
+    found, problems = check_folder(
+        Path(args.folder), workers=args.workers, annotations=args.annotations, classes=classes
+    )
     for name, data in found:
         print(
             f"## {name}: {len(data.records)} images, "
@@ -72,7 +75,16 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .engine.evaluate import evaluate
 
-    options = _given(args, name="name", coco_backend="coco_backend", batch_size="batch_size", num_workers="workers")
+    options = _given(
+        args,
+        name="name",
+        coco_backend="coco_backend",
+        batch_size="batch_size",
+        num_workers="workers",
+        annotations="annotations",
+    )
+    if args.classes:
+        options["classes"] = args.classes.split(",")
     if args.thresholds is not None:
         options["thresholds"] = tuple(float(t) for t in args.thresholds.split(","))
     metrics = evaluate(
@@ -95,7 +107,8 @@ def _match_stats(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .engine.matchstats import matching_statistics, plot_histograms
 
-    data = load_dataset(args.dataset, Path(args.root), args.split)
+    classes = args.classes.split(",") if args.classes else None
+    data = load_dataset(args.dataset, Path(args.root), args.split, classes=classes, annotations=args.annotations)
     stats = matching_statistics(
         data, detectors.get(args.model).layout(args.priors), augment=args.augment, seed=args.seed, progress=True
     )
@@ -117,6 +130,12 @@ def _tables_render(args: argparse.Namespace) -> int:
     from .tables import render
 
     spec = load_table_spec(Path(args.spec))
+    if spec["kind"] == "comparison":
+        from .comparison import render_comparison
+
+        cells = render_comparison(spec, Path(args.runs_dir), args.seeds, Path(args.out_dir), Path(args.templates))
+        print((Path(args.out_dir) / f"{spec['id']}.md").read_text())
+        return 0
     cells = render(spec, Path(args.runs_dir), args.seeds, Path(args.out_dir), Path(args.templates), args.toy)
     compared = [c for c in cells if c["within"] is not None]
     print(f"{spec['id']}: {sum(c['within'] for c in compared)} / {len(compared)} cells within tolerance")
@@ -140,6 +159,8 @@ def _curves(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data.registry import KINDS
+
     parser = argparse.ArgumentParser(prog="scbloss", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", help="read a dataset folder whole; report counts and problems")
     check.add_argument("folder")
     check.add_argument("--workers", type=int, help="processes decoding images (default: one per CPU)")
+    check.add_argument("--annotations", help="a COCO JSON of your own; the folder is then its image folder")
+    check.add_argument("--classes", help="a VOC-layout folder's class names in label order, comma-separated")
     check.set_defaults(handler=_data_check)
 
     train = commands.add_parser("train", help="train a detector from a YAML config (resumes by itself)")
@@ -175,8 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--checkpoint", required=True, help="model_final.pt written by scbloss train, or torchvision_coco"
     )
-    evaluate.add_argument("--dataset", required=True, choices=["voc", "coco", "toy_voc", "toy_coco"])
+    evaluate.add_argument("--dataset", required=True, choices=KINDS)
     evaluate.add_argument("--root", required=True)
+    evaluate.add_argument("--classes", help="voc_folder: class names in label order, comma-separated")
+    evaluate.add_argument("--annotations", help="coco_json: the split's COCO JSON")
     evaluate.add_argument("--split", required=True, help="test (VOC), val or test-dev (COCO)")
     evaluate.add_argument("--out", required=True)
     evaluate.add_argument("--name", help="tag in the test-dev submission file name (default: scbloss)")
@@ -188,8 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
 
     stats = commands.add_parser("match-stats", help="priors matched per object (Figs. 1 and 3): CSV + PNG")
-    stats.add_argument("--dataset", required=True, choices=["voc", "coco", "toy_voc", "toy_coco"])
+    stats.add_argument("--dataset", required=True, choices=KINDS)
     stats.add_argument("--root", required=True)
+    stats.add_argument("--classes", help="voc_folder: class names in label order, comma-separated")
+    stats.add_argument("--annotations", help="coco_json: the split's COCO JSON")
     stats.add_argument("--split", required=True)
     stats.add_argument("--model", default="ssd300")
     stats.add_argument("--priors", default="voc", choices=["voc", "coco"], help="which recipe's prior sizes")

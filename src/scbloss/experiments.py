@@ -16,7 +16,8 @@ import yaml
 from . import detectors
 from .detection.weighting import WEIGHTINGS
 
-TRAIN_SPLIT = {"voc": "trainval", "coco": "train"}
+TRAIN_SPLIT = {"voc": "trainval", "coco": "train"}  # the paper's families; your own datasets name theirs
+TEST_SPLIT = {"voc": "test", "coco": "val"}
 
 
 class TableSpecError(ValueError):
@@ -107,6 +108,7 @@ def row_run(spec: dict, row: dict, seed: int = 0) -> Run:
 
 
 def table_specs(config: dict, schema: Path | None = None) -> list[dict]:
+    """The requested paper tables (files, checked) and the comparison tables of the config's own datasets."""
     folder = Path(config["tables_dir"])
     specs = [load_table_spec(folder / f"{table}.yaml", schema) for table in config["tables"]]
     for spec in specs:
@@ -115,7 +117,45 @@ def table_specs(config: dict, schema: Path | None = None) -> list[dict]:
                 f"{folder / spec['id']}.yaml: dataset {spec['dataset']!r} is not one of the config's "
                 f"data entries ({', '.join(config['data'])})"
             )
+    return specs + comparison_specs(config)
+
+
+COMPARISON_THRESHOLDS = (0.01, 0.1, 0.3)
+
+
+def comparison_specs(config: dict) -> list[dict]:
+    """One table per `comparisons` entry and detector: a row per weighting, the dataset's main metric(s) and recall
+    by object size at each threshold, mean and std over seeds, the difference to the unweighted row."""
+    specs = []
+    for entry in config.get("comparisons") or []:
+        family = entry["dataset"]
+        if family not in config["data"]:
+            raise TableSpecError(f"comparisons: dataset {family!r} is not one of the config's data entries")
+        layout = dataset_layout(config, family)
+        main = ["voc_map"] if layout == "voc" else list(COCO_STATS)
+        recall = [f"{bucket}@{t}" for t in COMPARISON_THRESHOLDS for bucket in ("small", "medium", "large")]
+        for model in entry["models"]:
+            if model not in detectors.names():
+                raise TableSpecError(f"comparisons: {model!r} is not a registered detector")
+            unknown = [w for w in entry["weightings"] if w not in WEIGHTINGS]
+            if unknown:
+                raise TableSpecError(f"comparisons: weighting {unknown[0]!r} is not one of {', '.join(WEIGHTINGS)}")
+            specs.append(
+                {
+                    "id": f"{family}-{model}",
+                    "title": f"{model} on {family}: the scale-balanced loss against the unweighted one",
+                    "kind": "comparison",
+                    "dataset": family,
+                    "split": test_split(config, family),
+                    "baseline": entry["weightings"][0],
+                    "columns": [{"key": key, "label": key} for key in main + recall],
+                    "rows": [{"label": w, "run": {"model": model, "weighting": w}} for w in entry["weightings"]],
+                }
+            )
     return specs
+
+
+COCO_STATS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR_1", "AR_10", "AR_100", "AR_S", "AR_M", "AR_L")
 
 
 def runs_for_tables(specs: list[dict], seeds: int) -> list[Run]:
@@ -135,7 +175,7 @@ def figure_entries(config: dict, runs) -> list[dict]:
     entries = [{**entry, "augment": bool(entry.get("augment"))} for entry in figures.get("match_stats", [])]
     if figures.get("every_trained_model"):
         pairs = dict.fromkeys((run.dataset, run.model) for run in sorted(runs))
-        entries += [{"dataset": d, "model": m, "split": TRAIN_SPLIT[d], "augment": False} for d, m in pairs]
+        entries += [{"dataset": d, "model": m, "split": train_split(config, d), "augment": False} for d, m in pairs]
     distinct = {}
     for entry in entries:
         distinct.setdefault((entry["dataset"], entry["model"], entry["split"], entry["augment"]), entry)
@@ -153,14 +193,58 @@ def _merge(base: dict, override: dict | None) -> dict:
     return merged
 
 
-def dataset_location(config: dict, family: str) -> tuple[str, str]:
-    """(reader kind, root folder) of a dataset family under the config's data source."""
+def _custom(config: dict, family: str) -> dict | None:
     source = config["data"][family]
+    return source if source.get("layout") else None
+
+
+def dataset_layout(config: dict, family: str) -> str:
+    """'voc' or 'coco': how a dataset family is annotated (and so evaluated, and which recipe's priors it takes)."""
+    custom = _custom(config, family)
+    return custom["layout"] if custom else family
+
+
+def train_split(config: dict, family: str) -> str:
+    custom = _custom(config, family)
+    return custom["train_split"] if custom else TRAIN_SPLIT[family]
+
+
+def test_split(config: dict, family: str) -> str:
+    custom = _custom(config, family)
+    return custom["test_split"] if custom else TEST_SPLIT[family]
+
+
+def dataset_entry(config: dict, family: str, split: str) -> dict:
+    """The `dataset` of a train config (and the reader's arguments) for one split of a dataset family."""
+    source = config["data"][family]
+    custom = _custom(config, family)
+    if custom and custom["layout"] == "voc":
+        entry = {"kind": "voc_folder", "root": custom["path"], "split": split}
+        if custom.get("classes"):
+            entry["classes"] = list(custom["classes"])
+        return entry
+    if custom:
+        return {
+            "kind": "coco_json",
+            "root": custom["images"][split],
+            "split": split,
+            "annotations": custom["annotations"][split],
+        }
     if source["source"] == "toy":
-        return f"toy_{family}", source["root"]
+        return {"kind": f"toy_{family}", "root": source["root"], "split": split}
     if source["source"] == "existing":
-        return family, source["path"]
-    return family, str(Path(source["root"]) / ("VOCdevkit" if family == "voc" else "coco"))
+        return {"kind": family, "root": source["path"], "split": split}
+    return {
+        "kind": family,
+        "root": str(Path(source["root"]) / ("VOCdevkit" if family == "voc" else "coco")),
+        "split": split,
+    }
+
+
+def dataset_location(config: dict, family: str) -> tuple[str, str]:
+    """(reader kind, root folder) of a dataset family's training split."""
+    entry = dataset_entry(config, family, train_split(config, family))
+    return entry["kind"], entry["root"]
 
 
 def train_config(config: dict, run: Run) -> dict:
@@ -169,13 +253,12 @@ def train_config(config: dict, run: Run) -> dict:
     values = _merge(recipe.get("defaults", {}), recipe.get(run.dataset))
     values = _merge(values, recipe.get("models", {}).get(run.model, {}).get("all"))
     values = _merge(values, recipe.get("models", {}).get(run.model, {}).get(run.dataset))
-    kind, root = dataset_location(config, run.dataset)
     values.update(
         {
             "model": run.model,
             "weighting": run.weighting,
             "seed": run.seed,
-            "dataset": {"kind": kind, "root": root, "split": TRAIN_SPLIT[run.dataset]},
+            "dataset": dataset_entry(config, run.dataset, train_split(config, run.dataset)),
         }
     )
     if run.variant:
@@ -237,6 +320,9 @@ def plan(config: dict) -> str:
 __all__ = [
     "Run",
     "TableSpecError",
+    "comparison_specs",
+    "dataset_entry",
+    "dataset_layout",
     "dataset_location",
     "eval_splits",
     "figure_entries",
@@ -248,6 +334,8 @@ __all__ = [
     "row_run",
     "runs_for_tables",
     "table_specs",
+    "test_split",
     "train_config",
+    "train_split",
     "training_rate",
 ]

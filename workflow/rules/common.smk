@@ -23,22 +23,40 @@ IMPORTED = config["metrics_dir"]  # metrics computed elsewhere: tables render fr
 RUNS_DIR = IMPORTED or f"{RESULTS}/runs"
 # The matching statistics read the datasets themselves, so tables rendered from imported metrics go without them.
 FIGURES = [] if IMPORTED else experiments.figure_entries(config, RUNS.values())
-TOY = all(config["data"][family]["source"] == "toy" for family in ("voc", "coco"))
+TOY = all(config["data"][family]["source"] == "toy" for family in ("voc", "coco") if family in config["data"])
+COMPARISONS = {spec["id"] for spec in SPECS if spec["kind"] == "comparison"}  # your datasets' tables
+PAPER_TABLES = [spec for spec in SPECS if spec["id"] not in COMPARISONS]
+CUSTOM = [family for family, source in config["data"].items() if source.get("layout")]  # your own datasets
+TEST_SPLITS = sorted({"test", "val"} | {experiments.test_split(config, f) for f in config["data"]})
 ENV = "../../envs/scbloss.yaml"
 
 
 wildcard_constraints:
     run="|".join(re.escape(r) for r in RUNS) or "no-runs",
-    split="test|val",
+    split="|".join(re.escape(s) for s in TEST_SPLITS),
     table="|".join(re.escape(spec["id"]) for spec in SPECS),
 
 
 def dataset_marker(family):
-    """A file that exists once a dataset family is ready to read."""
+    """A file that exists once a dataset family is ready to read (your own datasets: once checked)."""
     source = config["data"][family]
     if source["source"] == "toy":
         return f"{source['root']}/toy.json"
     return f"{RESULTS}/data/{family}.ready"
+
+
+def toy_marker():
+    """The toy dataset's marker: where a toy-sourced family puts it (both toy families share one folder)."""
+    toy = [source["root"] for source in config["data"].values() if source["source"] == "toy"]
+    folder = toy[0] if toy else f"{RESULTS}/data/toy"
+    return f"{folder}/toy.json"
+
+
+def table_spec_file(table):
+    """A paper table's file, or the spec of a comparison table, written from the config by rule comparison_spec."""
+    if table in COMPARISONS:
+        return f"{RESULTS}/tables/specs/{table}.yaml"
+    return f"{config['tables_dir']}/{table}.yaml"
 
 
 def table_metrics(spec):
@@ -79,7 +97,8 @@ def test_dev_outputs():
 
 def all_outputs():
     tables = [f"{RESULTS}/tables/{spec['id']}.{suffix}" for spec in SPECS for suffix in ("md", "tex", "csv")]
-    return tables + [f"{RESULTS}/tables/summary.md"] + figure_outputs() + curve_outputs() + test_dev_outputs()
+    summary = [f"{RESULTS}/tables/summary.md"] if PAPER_TABLES else []  # how the paper's tables compare
+    return tables + summary + figure_outputs() + curve_outputs() + test_dev_outputs()
 
 
 def resources_of(rule):
@@ -119,15 +138,25 @@ def train_launcher(wildcards, resources):
     return "python -m scbloss"
 
 
-def dataset_args(family):
-    kind, root = experiments.dataset_location(config, family)
-    return f"--dataset {kind} --root {root}"
+def dataset_args(family, split):
+    """The reader arguments of one split of a dataset family, for `scbloss evaluate` and `match-stats`."""
+    entry = experiments.dataset_entry(config, family, split)
+    args = f"--dataset {entry['kind']} --root {entry['root']}"
+    if entry.get("classes"):
+        args += f" --classes {','.join(entry['classes'])}"
+    if entry.get("annotations"):
+        args += f" --annotations {entry['annotations']}"
+    return args
+
+
+def match_stats_entry(name):
+    return next(e for e in FIGURES if match_stats_name(e) == name)
 
 
 def match_stats_args(name):
-    entry = next(e for e in FIGURES if match_stats_name(e) == name)
+    entry = match_stats_entry(name)
     augment = " --augment" if entry.get("augment") else ""
     return (
-        f"{dataset_args(entry['dataset'])} --split {entry['split']} --model {entry['model']} "
-        f"--priors {entry['dataset']}{augment}"
+        f"{dataset_args(entry['dataset'], entry['split'])} --split {entry['split']} --model {entry['model']} "
+        f"--priors {experiments.dataset_layout(config, entry['dataset'])}{augment}"
     )

@@ -3,9 +3,7 @@
 
 rule toy_data:
     output:
-        f"{config['data']['voc']['root']}/toy.json"
-        if config["data"]["voc"]["source"] == "toy"
-        else f"{RESULTS}/data/toy/toy.json",
+        toy_marker(),
     log:
         f"{RESULTS}/logs/data/toy.log",
     conda:
@@ -37,3 +35,22 @@ rule real_data:
         ),
     shell:
         "python -m scbloss data download --dataset {wildcards.family} {params.args} > {log} 2>&1 && touch {output}"
+
+
+rule custom_data:
+    # Your own dataset: both splits read whole and every image decoded; any problem stops the DAG here, named.
+    output:
+        f"{RESULTS}/data/{{family}}.ready",
+    log:
+        f"{RESULTS}/logs/data/{{family}}.log",
+    wildcard_constraints:
+        family="|".join(re.escape(f) for f in CUSTOM) or "no-custom-data",
+    conda:
+        ENV
+    params:
+        splits=lambda w: [
+            experiments.dataset_entry(config, w.family, split)
+            for split in (experiments.train_split(config, w.family), experiments.test_split(config, w.family))
+        ],
+    script:
+        "../scripts/check_dataset.py"

@@ -16,7 +16,7 @@ rule evaluate:
     resources:
         **resources_of("evaluate"),
     params:
-        dataset=lambda w: dataset_args(RUNS[w.run].dataset),
+        dataset=lambda w: dataset_args(RUNS[w.run].dataset, w.split),
         out=lambda w, output: os.path.dirname(output[0]),
         thresholds=",".join(str(t) for t in config["evaluate"]["thresholds"]),
         backend=config["evaluate"]["coco_backend"],
@@ -41,7 +41,7 @@ rule evaluate_test_dev:
     resources:
         **resources_of("evaluate"),
     params:
-        dataset=lambda w: dataset_args(RUNS[w.run].dataset),
+        dataset=lambda w: dataset_args(RUNS[w.run].dataset, "test-dev"),
         out=lambda w, output: os.path.dirname(output[0]),
     shell:
         "python -m scbloss evaluate --checkpoint {input.model} {params.dataset} --split test-dev --out {params.out} "
@@ -50,7 +50,7 @@ rule evaluate_test_dev:
 
 rule match_stats:
     input:
-        lambda w: dataset_marker(w.name.split("-")[0]),
+        lambda w: dataset_marker(match_stats_entry(w.name)["dataset"]),
     output:
         csv=f"{RESULTS}/figures/matching/{{name}}.csv",
         png=report(

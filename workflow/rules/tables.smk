@@ -3,8 +3,11 @@
 
 rule table:
     input:
-        spec=f"{config['tables_dir']}/{{table}}.yaml",
-        templates=[f"{config['tables_dir']}/templates/table.{s}.j2" for s in ("md", "tex")],
+        spec=lambda w: table_spec_file(w.table),
+        templates=lambda w: [
+            f"{config['tables_dir']}/templates/{'comparison' if w.table in COMPARISONS else 'table'}.{s}.j2"
+            for s in ("md", "tex")
+        ],
         metrics=lambda w: table_metrics(next(s for s in SPECS if s["id"] == w.table)),
     output:
         md=f"{RESULTS}/tables/{{table}}.md",
@@ -29,9 +32,23 @@ rule table:
         "--templates {params.templates} --out-dir $(dirname {output.md}) {params.toy} > {log} 2>&1"
 
 
+rule comparison_spec:
+    # The comparison table of one of your datasets and a detector, as a table file for the `table` rule.
+    output:
+        f"{RESULTS}/tables/specs/{{table}}.yaml",
+    log:
+        f"{RESULTS}/logs/tables/{{table}}-spec.log",
+    conda:
+        ENV
+    params:
+        spec=lambda w: next(s for s in SPECS if s["id"] == w.table),
+    script:
+        "../scripts/write_yaml.py"
+
+
 rule summary:
     input:
-        [f"{RESULTS}/tables/{spec['id']}.csv" for spec in SPECS],
+        [f"{RESULTS}/tables/{spec['id']}.csv" for spec in PAPER_TABLES],
     output:
         report(f"{RESULTS}/tables/summary.md", caption="../report/summary.rst", category="Tables"),
     log:

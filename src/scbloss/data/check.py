@@ -31,6 +31,10 @@ def summarize(data: DetectionSet) -> pd.DataFrame:
         for label, bucket, counted in zip(record.labels, buckets, record.counted()):
             rows.append({"class": data.class_names[label - 1], "bucket": bucket, "counted": bool(counted)})
     frame = pd.DataFrame(rows, columns=["class", "bucket", "counted"])
+    if not frame["counted"].any():  # no counted object (every annotation skipped): a table of zeros
+        table = pd.DataFrame(0, index=data.class_names, columns=["small", "medium", "large", "ignored"])
+        table.loc["total"] = 0
+        return table
     table = (
         frame[frame["counted"]]
         .pivot_table(index="class", columns="bucket", aggfunc="size", fill_value=0)
@@ -68,15 +72,28 @@ def check_images(sizes: dict[Path, tuple[int, int]], workers: int | None = None,
 
 
 def check_folder(
-    folder: Path, workers: int | None = None, progress: bool = True
+    folder: Path,
+    workers: int | None = None,
+    progress: bool = True,
+    annotations: Path | None = None,
+    classes: list[str] | None = None,
 ) -> tuple[list[tuple[str, DetectionSet]], list[str]]:
-    """Find every dataset split under ``folder`` (toy, VOCdevkit or COCO layouts), read it whole, decode every image;
-    return the splits read and every problem found, each naming its file."""
+    """Find every dataset split under ``folder`` (toy, VOCdevkit, COCO, or a VOC-layout folder of your own; with
+    ``annotations``, the COCO JSON of the images in ``folder``), read it whole, decode every image; return the splits
+    read and every problem found, each naming its file."""
     from .registry import load_dataset
 
     folder = Path(folder)
     candidates = []
-    if (folder / "toy.json").is_file():
+    extra = {}
+    if annotations is not None:
+        candidates += [("coco_json", folder, Path(annotations).stem)]
+        extra = {"annotations": annotations}
+    elif (folder / "Annotations").is_dir() and (folder / "ImageSets" / "Main").is_dir():
+        splits = sorted(p.stem for p in (folder / "ImageSets" / "Main").glob("*.txt") if "_" not in p.stem)
+        candidates += [("voc_folder", folder, split) for split in splits]
+        extra = {"classes": classes}
+    elif (folder / "toy.json").is_file():
         candidates += [("toy_voc", folder, s) for s in ("trainval", "test")]
         candidates += [("toy_coco", folder, s) for s in ("train", "val")]
     else:
@@ -85,11 +102,14 @@ def check_folder(
         if (folder / "annotations").is_dir():
             candidates += [("coco", folder, s) for s in ("train", "val")]
     if not candidates:
-        return [], [f"{folder}: no toy, VOCdevkit or COCO layout found"]
+        return [], [
+            f"{folder}: no toy, VOCdevkit, COCO or VOC-folder layout found (for a COCO JSON of your own, "
+            "give --annotations)"
+        ]
     found, problems = [], []
     for kind, root, split in candidates:
         try:
-            data = load_dataset(kind, root, split, problems)
+            data = load_dataset(kind, root, split, problems, **extra)
         except (DatasetError, OSError) as error:
             problems.append(f"{kind}/{split}: {error}")
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from .records import DatasetError, DetectionSet, ImageRecord, sanitize_boxes
+
+log = logging.getLogger(__name__)
 
 _REQUIRED = {
     "images": ("id", "file_name", "width", "height"),
@@ -77,7 +80,11 @@ def load_coco_api(annotation_file: Path, problems: list[str] | None = None) -> C
 
 
 def read_coco(
-    annotation_file: Path, image_dir: Path, check_images: bool = True, problems: list[str] | None = None
+    annotation_file: Path,
+    image_dir: Path,
+    check_images: bool = True,
+    problems: list[str] | None = None,
+    warn_on_gaps: bool = False,
 ) -> DetectionSet:
     """Every image of a COCO JSON (also those without objects), categories mapped to contiguous labels 1..K.
 
@@ -85,7 +92,20 @@ def read_coco(
     raising :class:`DatasetError`.
     """
     api = load_coco_api(annotation_file, problems)
+    if not api.getImgIds():
+        raise DatasetError(f"{annotation_file}: the split lists no images")
     category_ids = sorted(api.getCatIds())
+    if not category_ids:
+        raise DatasetError(f"{annotation_file}: no categories, so no class to learn")
+    gaps = sorted(set(range(category_ids[0], category_ids[-1] + 1)) - set(category_ids))
+    if gaps and warn_on_gaps:
+        log.warning(
+            "%s: category ids are not consecutive (none for %s): labels 1..%d follow the ids' order and "
+            "detections keep the ids",
+            annotation_file,
+            ", ".join(map(str, gaps[:10])),
+            len(category_ids),
+        )
     names = [api.cats[c]["name"] for c in category_ids]
     label_of = {c: i + 1 for i, c in enumerate(category_ids)}
     records, dropped = [], 0

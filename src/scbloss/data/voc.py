@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from .records import DatasetError, DetectionSet, ImageRecord, sanitize_boxes
+
+log = logging.getLogger(__name__)
 
 VOC_CLASSES = [
     "aeroplane",
@@ -45,6 +48,8 @@ def read_voc_annotation(
     xml_file: Path, image_dir: Path, classes: Sequence[str], image_id: int
 ) -> tuple[ImageRecord, int]:
     """One VOC XML file -> record (boxes converted to 0-based pixels, as ssd.pytorch does) and the dropped count."""
+    if not xml_file.is_file():
+        raise DatasetError(f"{xml_file}: the split lists this image, but its annotation file does not exist")
     try:
         root = ET.parse(xml_file).getroot()
     except (ET.ParseError, OSError) as error:
@@ -98,24 +103,52 @@ def read_voc_annotation(
     return record, int((~keep).sum())
 
 
+def voc_folder_classes(folder: Path) -> list[str]:
+    """Every class name the annotations of a VOC-layout folder use, sorted (logged: the labels follow this order)."""
+    annotations = Path(folder) / "Annotations"
+    if not annotations.is_dir():
+        raise DatasetError(
+            f"{annotations}: no such folder (a VOC-layout folder has Annotations/, JPEGImages/ and "
+            "ImageSets/Main/<split>.txt)"
+        )
+    names = set()
+    for xml_file in sorted(annotations.glob("*.xml")):
+        try:
+            names.update(_text(obj, "name", xml_file) for obj in ET.parse(xml_file).getroot().iter("object"))
+        except ET.ParseError as error:
+            raise DatasetError(f"{xml_file}: malformed XML ({error})") from error
+    if not names:
+        raise DatasetError(f"{annotations}: no annotated object, so no class to learn")
+    classes = sorted(names)
+    log.info(
+        "%s: %d classes read from the annotations, in this label order: %s", folder, len(classes), ", ".join(classes)
+    )
+    return classes
+
+
 def read_voc(
     devkit: Path,
     year_splits: Iterable[tuple[str, str]],
     classes: Sequence[str] = VOC_CLASSES,
     problems: list[str] | None = None,
+    year_is_folder: bool = False,
 ) -> DetectionSet:
     """Read e.g. [("2007", "trainval"), ("2012", "trainval")] from a VOCdevkit folder, in split-file order.
 
     Image ids are running numbers over the union, so records from different years never collide. A bad
     annotation raises :class:`DatasetError`, or, when a ``problems`` list is given, is reported there and skipped.
+    With ``year_is_folder`` the "years" are folder names below ``devkit`` (a user's VOC-layout folder).
     """
     records, dropped = [], 0
     for year, split in year_splits:
-        base = Path(devkit) / f"VOC{year}"
+        base = Path(devkit) / (year if year_is_folder else f"VOC{year}")
         split_file = base / "ImageSets" / "Main" / f"{split}.txt"
         if not split_file.is_file():
             raise DatasetError(f"{split_file}: split file does not exist")
-        for line in split_file.read_text().split():
+        names = split_file.read_text().split()
+        if not names:
+            raise DatasetError(f"{split_file}: the split lists no images")
+        for line in names:
             try:
                 record, lost = read_voc_annotation(
                     base / "Annotations" / f"{line}.xml", base / "JPEGImages", classes, image_id=len(records)

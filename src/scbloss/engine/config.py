@@ -46,13 +46,15 @@ def option(
 
 @dataclass
 class DatasetConfig:
-    kind: str = option(choices=("voc", "coco", "toy_voc", "toy_coco"))
-    root: str = option()
+    kind: str = option(choices=("voc", "coco", "toy_voc", "toy_coco", "voc_folder", "coco_json"))
+    root: str = option()  # voc_folder: the folder with Annotations/...; coco_json: the split's image folder
     split: str = option("")  # empty: the training split of the kind (trainval for VOC, train for COCO)
+    classes: list[str] | None = None  # voc_folder: the class names in label order (default: the annotations')
+    annotations: str | None = None  # coco_json: the split's COCO JSON
 
     def __post_init__(self) -> None:
         if not self.split:
-            self.split = "train" if self.kind.endswith("coco") else "trainval"
+            self.split = "train" if "coco" in self.kind else "trainval"
 
 
 @dataclass
@@ -175,6 +177,10 @@ def _typed(value, kind: str, meta: dict, where: str):
             value = "true" if value else "false"  # `compile: true` is YAML's boolean
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected text, got {value!r}")
+    elif kind == "list[str]":
+        if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{where}: expected a list of names, got {value!r}")
+        return value
     elif kind == "list[int]":
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list of whole numbers, e.g. [{value}], got {value!r}")

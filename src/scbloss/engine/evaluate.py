@@ -44,11 +44,18 @@ def evaluate(
     batch_size: int = 16,
     num_workers: int = 2,
     device: str | None = None,
+    classes: list[str] | None = None,
+    annotations: str | None = None,
 ) -> dict:
-    """Evaluate and write ``out/metrics.json`` (plus detections.json and recall.csv); returns the metrics."""
+    """Evaluate and write ``out/metrics.json`` (plus detections.json and recall.csv); returns the metrics.
+
+    ``classes`` and ``annotations`` describe a voc_folder or coco_json dataset (see load_dataset); a voc_folder's
+    classes default to the model's, in its label order."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, meta = load_trained(checkpoint, device)
-    data = load_dataset(kind, root, split)
+    if kind == "voc_folder" and not classes:
+        classes = meta["class_names"]
+    data = load_dataset(kind, root, split, classes=classes, annotations=annotations)
     model_ids = meta.get("category_ids") or []
     if data.category_ids and model_ids and len(model_ids) != len(data.category_ids):
         missing = sorted(set(data.category_ids) - set(model_ids))

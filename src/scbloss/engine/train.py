@@ -44,7 +44,7 @@ RUNNING_METRICS = "metrics.running.csv"  # the log as it grows; survives an inte
 
 def prior_family(kind: str) -> str:
     """Which recipe's prior sizes a dataset uses: 'coco' for COCO-like data, else 'voc'."""
-    return "coco" if kind.endswith("coco") else "voc"
+    return "coco" if "coco" in kind else "voc"
 
 
 def lr_factor(config: TrainConfig, iteration: int) -> float:
@@ -70,7 +70,13 @@ class TrainingState:
 
 
 def build_training(config: TrainConfig, device: torch.device, world: World | None = None) -> TrainingState:
-    data = load_dataset(config.dataset.kind, Path(config.dataset.root), config.dataset.split)
+    data = load_dataset(
+        config.dataset.kind,
+        Path(config.dataset.root),
+        config.dataset.split,
+        classes=config.dataset.classes,
+        annotations=config.dataset.annotations,
+    )
     torch.manual_seed(config.seed)
     precision = resolve_precision(config.precision, config.compile, device)
     configure_device(device)

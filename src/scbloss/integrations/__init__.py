@@ -1,0 +1,1 @@
+"""Using the scale-balanced loss in the detectors of other libraries."""

@@ -1,0 +1,126 @@
+"""Your own dataset: a VOC-layout folder or a COCO JSON per split, through the readers, data check and the DAG."""
+
+import json
+import logging
+import re
+import shutil
+
+import pytest
+import yaml
+
+from scbloss.data import DatasetError, load_dataset
+from scbloss.data.toy import ToyConfig, generate_toy
+from scbloss.experiments import Run, comparison_specs, dataset_entry, train_config
+
+from conftest import REPO, run_snakemake
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """The toy set written out as a user's folders: VOC layout and COCO JSONs."""
+    return generate_toy(tmp_path_factory.mktemp("yours") / "toy", ToyConfig(train_images=8, test_images=4, seed=5))
+
+
+def _voc_copy(folder, tmp_path):
+    target = tmp_path / "shapes"
+    shutil.copytree(folder / "VOCdevkit" / "VOC2007", target)
+    return target
+
+
+def test_a_voc_folder_reads_its_classes_from_the_annotations_sorted(folder, caplog):
+    caplog.set_level(logging.INFO)
+    data = load_dataset("voc_folder", folder / "VOCdevkit" / "VOC2007", "trainval")
+    assert data.class_names == ["cross", "disc", "square", "triangle"] and len(data.records) == 8
+    assert "4 classes read from the annotations, in this label order: cross, disc, square, triangle" in caplog.text
+    given = load_dataset(
+        "voc_folder", folder / "VOCdevkit" / "VOC2007", "test", classes=["triangle", "square", "disc", "cross"]
+    )
+    assert given.class_names[0] == "triangle"
+
+
+def test_a_coco_json_split(folder):
+    data = load_dataset(
+        "coco_json",
+        folder / "coco" / "val2017",
+        "val",
+        annotations=folder / "coco" / "annotations" / "instances_val2017.json",
+    )
+    assert len(data.records) == 4 and data.category_ids == [1, 3, 5, 7]
+
+
+def test_errors_a_user_will_meet_name_the_file(folder, tmp_path, caplog):
+    shapes = _voc_copy(folder, tmp_path)
+    with pytest.raises(DatasetError, match=r"000001.xml: unknown class '\w+' \(expected one of disc, square\)"):
+        load_dataset("voc_folder", shapes, "trainval", classes=["disc", "square"])
+    (shapes / "ImageSets" / "Main" / "trainval.txt").write_text("999999\n")
+    with pytest.raises(DatasetError, match="999999.xml: the split lists this image, but its annotation file"):
+        load_dataset("voc_folder", shapes, "trainval")
+    (shapes / "ImageSets" / "Main" / "empty.txt").write_text("\n")
+    with pytest.raises(DatasetError, match=r"empty.txt: the split lists no images"):
+        load_dataset("voc_folder", shapes, "empty")
+    coco = json.loads((folder / "coco" / "annotations" / "instances_val2017.json").read_text())
+    (tmp_path / "gap.json").write_text(json.dumps(coco))  # ids 1, 3, 5, 7: gaps at 2, 4, 6
+    caplog.set_level(logging.WARNING)
+    load_dataset("coco_json", folder / "coco" / "val2017", "val", annotations=tmp_path / "gap.json")
+    assert "gap.json: category ids are not consecutive (none for 2, 4, 6): labels 1..4 follow the ids' order" in (
+        caplog.text
+    )
+    coco["images"], coco["annotations"] = [], []
+    (tmp_path / "none.json").write_text(json.dumps(coco))
+    with pytest.raises(DatasetError, match="none.json: the split lists no images"):
+        load_dataset("coco_json", folder / "coco" / "val2017", "val", annotations=tmp_path / "none.json")
+
+
+def _config(folder, **overrides):
+    config = yaml.safe_load((REPO / "config" / "custom.example.yaml").read_text())
+    config["data"]["shapes"]["path"] = str(folder / "VOCdevkit" / "VOC2007")
+    config.update(overrides)
+    return config
+
+
+def test_a_comparison_table_per_detector_and_the_runs_behind_it(folder):
+    config = _config(folder)
+    specs = comparison_specs(config)
+    assert [s["id"] for s in specs] == ["shapes-ssd300"] and specs[0]["split"] == "test"
+    assert [c["key"] for c in specs[0]["columns"]][:2] == ["voc_map", "small@0.01"]
+    assert (
+        train_config(config, Run("shapes", "ssd300", "scb", "", 2))["dataset"]
+        == dataset_entry(config, "shapes", "trainval")
+        == {"kind": "voc_folder", "root": str(folder / "VOCdevkit" / "VOC2007"), "split": "trainval"}
+    )
+
+
+def test_the_custom_dag(folder, tmp_path):
+    config = _config(folder, results=str(tmp_path / "results"))
+    (tmp_path / "custom.yaml").write_text(yaml.safe_dump(config))
+    code, output = run_snakemake("-n", "--configfile", str(tmp_path / "custom.yaml"))
+    assert code == 0, output[-3000:]
+    stats = output[output.index("Job stats:") :]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)}
+    # two weightings x three seeds; the folder checked once; one figure and one comparison table; no paper summary
+    assert counts == {
+        "custom_data": 1,
+        "run_config": 6,
+        "train": 6,
+        "curves": 6,
+        "evaluate": 6,
+        "match_stats": 1,
+        "comparison_spec": 1,
+        "table": 1,
+        "all": 1,
+        "total": 29,
+    }, stats
+
+
+def test_data_check_reports_on_your_folders(folder, tmp_path, capsys):
+    from scbloss.cli import main
+
+    shapes = _voc_copy(folder, tmp_path)
+    assert main(["data", "check", str(shapes), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "## voc_folder/test: 4 images" in out and "## voc_folder/trainval: 8 images" in out
+    assert main(["data", "check", str(shapes), "--classes", "disc,square", "--workers", "1"]) == 1
+    assert "unknown class" in capsys.readouterr().out
+    annotations = folder / "coco" / "annotations" / "instances_val2017.json"
+    assert main(["data", "check", str(folder / "coco" / "val2017"), "--annotations", str(annotations)]) == 0
+    assert "## coco_json/instances_val2017: 4 images" in capsys.readouterr().out
