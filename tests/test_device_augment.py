@@ -10,7 +10,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from scbloss.data.device_augment import ParameterDrawer, RawSample, augment_batch
+from scbloss.data.device_augment import ParameterDrawer, RawSample, augment_batch, iou_crop_params
 from scbloss.data.loader import DetectionDataset, EncodedDetectionDataset, collate
 from scbloss.data.records import DetectionSet, ImageRecord
 from scbloss.data.transforms import IMAGENET_STD, train_transform
@@ -52,6 +52,33 @@ def test_same_draws_give_the_same_boxes_and_nearly_the_same_image(jpeg, seed):
     )
     difference = (image - reference).abs() * torch.tensor(IMAGENET_STD).view(3, 1, 1)
     assert difference.mean() <= 0.01 and difference.quantile(0.99) <= 0.03 and difference.max() <= 0.1
+
+
+def test_the_workers_iou_crop_draws_torchvisions_crop_to_the_bit():
+    """1,000 random images and boxes (integer and fractional corners): the same crop, the same kept boxes, and the
+    random-number generator left in the same state as torchvision's RandomIoUCrop.make_params."""
+    step, rng = v2.RandomIoUCrop(), np.random.default_rng(0)
+    for seed in range(1000):
+        height, width, count = int(rng.integers(50, 900)), int(rng.integers(50, 900)), int(rng.integers(1, 8))
+        corners = rng.uniform(0, 1, (count, 4)) * [width, height, width, height]
+        boxes = np.concatenate(
+            [corners[:, :2].clip(max=corners[:, 2:]), corners[:, 2:].clip(min=corners[:, :2]) + 1], 1
+        )
+        inputs = [
+            tv_tensors.Image(torch.empty(3, height, width, dtype=torch.uint8, device="meta")),
+            tv_tensors.BoundingBoxes(
+                torch.tensor(boxes.round() if seed % 2 else boxes, dtype=torch.float32),
+                format="XYXY",
+                canvas_size=(height, width),
+            ),
+        ]
+        torch.manual_seed(seed)
+        theirs, their_next = step.make_params(inputs), torch.rand(1)
+        torch.manual_seed(seed)
+        ours, our_next = iou_crop_params(step, inputs), torch.rand(1)
+        assert ours.keys() == theirs.keys() and torch.equal(our_next, their_next), seed
+        for key, value in theirs.items():
+            assert torch.equal(ours[key], value) if torch.is_tensor(value) else ours[key] == value, (seed, key)
 
 
 def _recorded(transform, names=("RandomZoomOut", "RandomIoUCrop")):
