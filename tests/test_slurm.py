@@ -116,7 +116,18 @@ def _resumes(log: str) -> list[tuple[int, str]]:
     return [(int(n), why) for n, why in re.findall(r"resumed from iteration (\d+) \(.*, saved on (.+)\)", log)]
 
 
-def test_a_signalled_training_job_saves_where_it_stopped_and_the_retry_resumes_there(cluster, tmp_path):
+@pytest.fixture
+def one_thread_here(monkeypatch):
+    """Train in this process as the rule runs a job (OMP_NUM_THREADS=1), and give later tests their threads back
+    (a one-thread pytest process changed another test's float32 rounding)."""
+    threads = torch.get_num_threads()
+    yield lambda: (monkeypatch.setenv("OMP_NUM_THREADS", "1"), torch.set_num_threads(1))
+    torch.set_num_threads(threads)
+
+
+def test_a_signalled_training_job_saves_where_it_stopped_and_the_retry_resumes_there(
+    cluster, tmp_path, one_thread_here
+):
     """`scancel --signal=TERM` reaches the training step as SLURM's warning signal does: the trainer finishes its
     iteration, saves it and exits; the profile's retries resubmit the job, and it ends as if never stopped."""
     config = _one_run_config(tmp_path, batch_size=2, max_iter=100, lr_steps=[90], log_every=1, checkpoint_every=1000)
@@ -136,8 +147,7 @@ def test_a_signalled_training_job_saves_where_it_stopped_and_the_retry_resumes_t
     from scbloss.engine.config import load_config
     from scbloss.engine.train import train
 
-    os.environ["OMP_NUM_THREADS"] = "1"  # as the rule runs it
-    torch.set_num_threads(1)
+    one_thread_here()
     train(load_config(run / "train.yaml"), reference)
     ours = torch.load(run / "model_final.pt", weights_only=True)["model"]
     theirs = torch.load(reference / "model_final.pt", weights_only=True)["model"]
@@ -176,7 +186,7 @@ def test_a_failed_job_is_reported_with_its_slurm_log(cluster, tmp_path):
     assert not (run / "model_final.pt").exists() and not (run / "metrics.csv").exists()
 
 
-def test_a_two_gpu_job_runs_two_ranks_and_resumes_like_one_process(cluster, tmp_path):
+def test_a_two_gpu_job_runs_two_ranks_and_resumes_like_one_process(cluster, tmp_path, one_thread_here):
     """`gpus: 2` in the site values: the profile's job starts two ranks through srun (both in its log); stopped with
     scancel --signal=TERM and resumed by a retry, it ends with the weights of an uninterrupted two-rank run (bit for
     bit) and of one process on the whole batch (within 1e-4 relative after 24 updates at lr 5e-4: measured 1.5e-5;
@@ -232,7 +242,7 @@ def test_a_two_gpu_job_runs_two_ranks_and_resumes_like_one_process(cluster, tmp_
     from scbloss.engine.config import load_config
     from scbloss.engine.train import train
 
-    torch.set_num_threads(1)
+    one_thread_here()
     one = train(load_config(run / "train.yaml"), tmp_path / "one")
     ours, reference, single = (
         torch.load(path, weights_only=True)["model"]
