@@ -241,12 +241,6 @@ def dataset_entry(config: dict, family: str, split: str) -> dict:
     }
 
 
-def dataset_location(config: dict, family: str) -> tuple[str, str]:
-    """(reader kind, root folder) of a dataset family's training split."""
-    entry = dataset_entry(config, family, train_split(config, family))
-    return entry["kind"], entry["root"]
-
-
 def train_config(config: dict, run: Run) -> dict:
     """A run's training config: defaults, then the dataset's recipe, then the model's overrides, then the run."""
     recipe = config["train"]
@@ -323,7 +317,6 @@ __all__ = [
     "comparison_specs",
     "dataset_entry",
     "dataset_layout",
-    "dataset_location",
     "eval_splits",
     "figure_entries",
     "gpu_hours",
