@@ -302,6 +302,14 @@ def _rank_pid(launcher, rank):
     )
 
 
+def _signal_rank_after_three_rows(launcher, folder, rank, signum):
+    """Signal one rank of a torchrun launch once its run has logged three iterations (or after four minutes)."""
+    deadline = time.time() + 240
+    while _metric_rows(folder) < 3 and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(_rank_pid(launcher, rank), signum)
+
+
 @pytest.mark.parametrize("updates, weight_tolerance", [(1, 1e-5), (4, 1e-4)])
 def test_two_processes_make_the_updates_of_one(toy, tmp_path, updates, weight_tolerance):
     """DistributedDataParallel on the CPU (gloo), two ranks of 2 images against one process of 4: the same loss at
@@ -337,10 +345,7 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_iteration(toy, tmp_path):
     whole = _torchrun(tmp_path / "run.yaml", tmp_path / "whole")
     assert whole.wait(timeout=300) == 0, whole.stdout.read()
     split = _torchrun(tmp_path / "run.yaml", tmp_path / "split")
-    deadline = time.time() + 240
-    while _metric_rows(tmp_path / "split") < 3 and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(_rank_pid(split, 1), signal.SIGTERM)
+    _signal_rank_after_three_rows(split, tmp_path / "split", 1, signal.SIGTERM)
     output = split.communicate(timeout=120)[0]
     assert split.returncode != 0 and output.count("stopped by SIGTERM at iteration") == 2, output
     stopped = set(re.findall(r"stopped by SIGTERM at iteration (\d+)", output))
@@ -357,10 +362,7 @@ def test_a_rank_that_dies_takes_the_run_down_with_a_message(toy, tmp_path):
     """SIGKILL to rank 1: torchrun ends rank 0 too and names the failed rank; nothing hangs."""
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(_config(toy, max_iter=400, batch_size=4, batch_norm=False)))
     run = _torchrun(tmp_path / "run.yaml", tmp_path / "run")
-    deadline = time.time() + 240
-    while _metric_rows(tmp_path / "run") < 3 and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(_rank_pid(run, 1), signal.SIGKILL)
+    _signal_rank_after_three_rows(run, tmp_path / "run", 1, signal.SIGKILL)
     output = run.communicate(timeout=120)[0]
     assert run.returncode != 0 and "Signal 9 (SIGKILL) received by PID" in output, output[-3000:]
 
