@@ -125,3 +125,61 @@ def bench_worker_cpu_time(quick: bool) -> dict[str, float]:
         "device_s": seconds["device"],
         "v2_s": seconds["v2"],
     }
+
+
+def pixel_half_images_per_s(root: Path, size: int, batch: int, repeats: int, device: torch.device) -> dict[str, float]:
+    """The device's pixel half (decode + photometric + zoom-out/crop/resize + flip + normalize) on one batch of the
+    workers' samples: ours (:func:`augment_batch`) against the same steps written with kornia, where installed
+    (``kornia.augmentation`` for the photometric steps and flip, ``crop_and_resize`` for the field). Images/s."""
+    from scbloss.data.device_augment import _decode
+    from scbloss.data.transforms import fill_colour, normalization
+
+    data = load_dataset("toy_voc", root, "trainval")
+    dataset = EncodedDetectionDataset(data, size)
+    samples = [dataset[(index % len(dataset), index // len(dataset))][0] for index in range(batch)]
+    candidates = {"ours (augment_batch)": lambda: augment_batch(samples, size, device)}
+    try:
+        import kornia
+    except ImportError:
+        kornia = None
+    if kornia is not None:
+        K = kornia.augmentation
+        mean, std = (torch.tensor(v, device=device) for v in normalization("imagenet"))
+        fill = torch.tensor(fill_colour(normalization("imagenet")), device=device).view(1, 3, 1, 1) / 255
+        # RandomPhotometricDistort's ranges, each step with p = 0.5 (kornia draws its own parameters per sample)
+        distort = K.AugmentationSequential(
+            K.RandomBrightness((0.875, 1.125), p=0.5),
+            K.RandomContrast((0.5, 1.5), p=0.5),
+            K.RandomSaturation((0.5, 1.5), p=0.5),
+            K.RandomHue((-0.05, 0.05), p=0.5),
+            K.RandomChannelShuffle(p=0.5),
+        ).to(device)
+        flip = K.RandomHorizontalFlip(p=0.5).to(device)
+        fields = torch.tensor([s.drawn.field for s in samples], device=device)
+        corners = torch.stack(
+            [fields[:, [0, 1]], fields[:, [2, 1]], fields[:, [2, 3]], fields[:, [0, 3]]], dim=1
+        )  # kornia's box format: the four corners, clockwise from top-left
+
+        def with_kornia():
+            images = _decode(samples, device)
+            height, width = max(i.shape[1] for i in images), max(i.shape[2] for i in images)
+            padded = torch.stack(
+                [torch.nn.functional.pad(i, (0, width - i.shape[2], 0, height - i.shape[1])) for i in images]
+            )
+            pixels = distort(padded.float() / 255) - fill
+            out = kornia.geometry.transform.crop_and_resize(pixels, corners, (size, size), padding_mode="zeros")
+            return kornia.enhance.normalize(flip(out) + fill, mean, std)
+
+        candidates[f"kornia {kornia.__version__}"] = with_kornia
+    rates = {}
+    for name, run in candidates.items():
+        run()  # warm-up: kernels, nvJPEG handles
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rates[name] = batch * repeats / (time.perf_counter() - start)
+    return rates

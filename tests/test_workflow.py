@@ -158,12 +158,12 @@ def test_tables_render_from_imported_metrics_without_training(toy_pipeline, tmp_
 def test_plan_estimates_gpu_hours_per_table():
     code, output = _snakemake("plan", "-c1", "--configfile", "config/paper.yaml")
     assert code == 0, output
-    # Table 1: five SSD300 runs of 120k iterations x 32 images at SSD300's declared 836 images/s on an H200
-    # = 5 x 1.276 GPU-hours
-    assert "table1: 5 runs (5 new), 6.4 GPU-h for the new ones" in output
+    # Table 1: five SSD300 runs of 120k iterations x 32 images at SSD300's declared 610 images/s on an H200
+    # = 5 x 1.749 GPU-hours
+    assert "table1: 5 runs (5 new), 8.7 GPU-h for the new ones" in output
     assert re.search(
         r"total: 22 training runs, [\d.]+ GPU-h of training \(GPUs x hours\); with 1 GPU\(s\) per run "
         r"the longest run takes [\d.]+ h",
         output,
     )
-    assert "ssd300 836" in output and "measured on 'h200'" in output
+    assert "ssd300 610" in output and "measured on 'h200'" in output

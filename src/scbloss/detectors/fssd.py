@@ -19,7 +19,7 @@ FSSD300 = register(
         network="scbloss.models.fssd:FSSD",
         layouts={family: _with_ratio_3_below(layout) for family, layout in SSD300_LAYOUTS.items()},
         backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
-        throughput={"h200": Throughput(712, H200), "cpu": Throughput(18.5, CPU)},
+        throughput={"h200": Throughput(618, H200), "cpu": Throughput(18.5, CPU)},
         summary="FSSD: conv4_3, fc7, conv7_2 fused at 38x38, BatchNorm, new pyramid; 11620 priors",
     )
 )
@@ -30,7 +30,7 @@ FSSD512 = register(
         network="scbloss.models.fssd:FSSD",
         layouts={family: _with_ratio_3_below(layout) for family, layout in SSD512_LAYOUTS.items()},
         backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
-        throughput={"h200": Throughput(306, H200), "cpu": Throughput(5.1, CPU.replace("batch 8", "batch 4"))},
+        throughput={"h200": Throughput(371, H200), "cpu": Throughput(5.1, CPU.replace("batch 8", "batch 4"))},
         summary="FSSD at 512 px, 32756 priors",
     )
 )

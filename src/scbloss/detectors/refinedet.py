@@ -20,7 +20,7 @@ REFINEDET320 = register(
         backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
         # which modules the weighting applies to: the ARM only (the paper's Table 2) or ARM and ODM (its 78.0)
         variants=("arm", "arm_odm"),
-        throughput={"h200": Throughput(649, H200), "cpu": Throughput(14.6, CPU)},
+        throughput={"h200": Throughput(559, H200), "cpu": Throughput(14.6, CPU)},
         summary="RefineDet: ARM on conv4_3/conv5_3/fc7/conv6_2, TCBs, ODM on refined anchors; 6375 anchors",
     )
 )
