@@ -11,7 +11,15 @@ from scbloss import experiments, pipeline
 # Rules run `python -m scbloss`: the Python of their environment (the driver's venv, the --sdm conda env, the
 # container) importing this checkout's src/, so the conda env needs only the pinned dependencies. Extra detector
 # modules reach every job through the environment, as the package path does.
-pipeline.expose_interpreter_scripts()
+# In a container the image's python runs the rules (the host's venv may lie inside the bound checkout).
+IN_CONTAINER = "apptainer" in {str(m) for m in workflow.deployment_settings.deployment_method}
+if not IN_CONTAINER:
+    pipeline.expose_interpreter_scripts()
+elif not config["container"]:
+    raise ValueError(
+        "--sdm apptainer needs an image: set `container:` in the config (or --config container=docker://...) to the "
+        "image you built from envs/Dockerfile and pushed (README, Containers)"
+    )
 pipeline.expose_workflow_package(os.path.join(workflow.basedir, "src"))
 pipeline.expose_detector_modules(config["detector_modules"])
 
