@@ -1,5 +1,7 @@
 """Shared fixtures."""
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +19,16 @@ def _seeded():
     yield
 
 
-def run_snakemake(*args, timeout=3000):
-    """Snakemake from this interpreter in the repository root: (exit code, stdout + stderr)."""
+def run_snakemake(*args, timeout=3000, env=None):
+    """Snakemake from this interpreter in the repository root: (exit code, stdout + stderr); ``env`` adds to the
+    environment."""
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     return result.returncode, result.stdout + result.stderr
 
@@ -38,3 +46,48 @@ def toy_pipeline(tmp_path_factory):
     code, output = run_snakemake("--cores", "all", "--configfile", str(config_file))
     assert code == 0, output[-5000:]
     return folder / "results", config_file
+
+
+def reduced_config(folder: Path) -> Path:
+    """The toy pipeline cut to one table of two runs (SSD300 unweighted and scale-balanced) of a few iterations on a
+    small toy dataset, outputs below ``folder``: what the cluster and container tests run and compare."""
+    tables = folder / "tables"
+    (tables / "templates").mkdir(parents=True)
+    spec = yaml.safe_load((REPO / "paper_tables" / "table1.yaml").read_text())
+    spec["rows"] = [row for row in spec["rows"] if row["run"]["weighting"] in ("none", "scb")]
+    (tables / "table1.yaml").write_text(yaml.safe_dump(spec))
+    for template in (REPO / "paper_tables" / "templates").iterdir():
+        shutil.copy(template, tables / "templates" / template.name)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["results"] = str(folder / "results")
+    for family in ("voc", "coco"):
+        config["data"][family]["root"] = str(folder / "results" / "data" / "toy")
+    config["toy"].update(train_images=24, test_images=12)
+    config["train"]["defaults"].update(max_iter=12, lr_steps=[10], warmup_iters=2, log_every=2, checkpoint_every=6)
+    config.update(tables=["table1"], tables_dir=str(tables), figures={"every_trained_model": False, "match_stats": []})
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def reduced_outputs(results: Path) -> dict[str, str]:
+    """What a reduced run must reproduce elsewhere: its table and, per run, every logged loss and the evaluation
+    (detections and metrics, the results folder's own path written as <results>)."""
+    outputs = {"table1.csv": (results / "tables" / "table1.csv").read_text()}
+    for run in sorted((results / "runs").iterdir()):
+        rows = (run / "metrics.csv").read_text().splitlines()
+        header = rows[0].split(",")
+        kept = [i for i, name in enumerate(header) if name not in ("time", "images_per_s", "elapsed_s")]
+        outputs[f"{run.name}/metrics.csv"] = "\n".join(",".join(r.split(",")[i] for i in kept) for r in rows)
+        for path in sorted((run / "eval").rglob("*.json")):
+            outputs[str(path.relative_to(results / "runs"))] = path.read_text().replace(str(results), "<results>")
+    return outputs
+
+
+@pytest.fixture(scope="session")
+def reduced_pipeline(tmp_path_factory):
+    """The reduced pipeline run on this machine with `snakemake --cores 2`: its results folder."""
+    folder = tmp_path_factory.mktemp("reduced")
+    code, output = run_snakemake("--cores", "2", "--configfile", str(reduced_config(folder)))
+    assert code == 0, output[-5000:]
+    return folder / "results"

@@ -1,5 +1,6 @@
-"""The cluster path, for real: the toy pipeline through a one-node SLURM controller on 127.0.0.1 with the SLURM
-profile, a training job killed mid-run and resumed by the profile's retries, and a failed job's report.
+"""The cluster path, for real: the reduced toy pipeline (one table, two runs; the whole DAG when
+SCBLOSS_TEST_WHOLE_DAG_ON_SLURM=1) through a one-node SLURM controller on 127.0.0.1 with the SLURM profile, a
+training job killed mid-run and resumed by the profile's retries, a two-rank job, and a failed job's report.
 
 Needs Debian's slurm and munge (the README's test command installs them with tests/slurm/cluster.sh install) and
 root, as CI has; elsewhere these tests are skipped.
@@ -17,6 +18,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+
+from conftest import reduced_config, reduced_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
@@ -67,17 +70,39 @@ def _config(folder: Path, **changes) -> Path:
     return path
 
 
+def _assert_jobs_ran_on_slurm(results: Path, output: str, train_runs: int) -> None:
+    train_logs = sorted((results / "logs" / "train").glob("*.log"))
+    assert len(train_logs) == train_runs
+    for log in train_logs:  # each run trained inside a SLURM job holding the (stand-in) GPU it asked for
+        assert re.search(r"SLURM_JOB_ID=\d+, CUDA_VISIBLE_DEVICES=\d", log.read_text()), log
+    assert len(re.findall(r"rule train:.*?submitted with SLURM jobid", output, re.DOTALL)) >= 1
+
+
+def test_reduced_pipeline_through_slurm_writes_what_the_local_run_writes(cluster, reduced_pipeline, tmp_path):
+    """One table of two runs through `snakemake --profile slurm`: every loss logged, every detection and the table
+    equal the local run's (training is deterministic on the CPU)."""
+    process = _snakemake("--configfile", str(reduced_config(tmp_path)))
+    output = process.communicate()[0]
+    assert process.returncode == 0, output[-5000:]
+    _assert_jobs_ran_on_slurm(tmp_path / "results", output, 2)
+    ours, theirs = reduced_outputs(tmp_path / "results"), reduced_outputs(reduced_pipeline)
+    assert ours.keys() == theirs.keys()
+    for name in theirs:
+        assert ours[name] == theirs[name], name
+
+
+@pytest.mark.skipif(
+    os.environ.get("SCBLOSS_TEST_WHOLE_DAG_ON_SLURM") != "1",
+    reason="the whole toy DAG through SLURM (20 min on 2 cores) runs when SCBLOSS_TEST_WHOLE_DAG_ON_SLURM=1; "
+    "CI runs the reduced pipeline through SLURM and the whole DAG locally",
+)
 def test_toy_pipeline_through_slurm_matches_the_local_run(cluster, toy_pipeline, tmp_path):
     local_results, _ = toy_pipeline
     config = _config(tmp_path)
     process = _snakemake("--configfile", str(config))
     output = process.communicate()[0]
     assert process.returncode == 0, output[-5000:]
-    train_logs = sorted((tmp_path / "results" / "logs" / "train").glob("*.log"))
-    assert len(train_logs) == 22
-    for log in train_logs:  # each run trained inside a SLURM job holding the (stand-in) GPU it asked for
-        assert re.search(r"SLURM_JOB_ID=\d+, CUDA_VISIBLE_DEVICES=\d", log.read_text()), log
-    assert len(re.findall(r"rule train:.*?submitted with SLURM jobid", output, re.DOTALL)) >= 1
+    _assert_jobs_ran_on_slurm(tmp_path / "results", output, 22)
     for number in range(1, 10):  # the same numbers as the local run: training is deterministic on the CPU
         ours = pd.read_csv(tmp_path / "results" / "tables" / f"table{number}.csv")
         theirs = pd.read_csv(local_results / "tables" / f"table{number}.csv")
