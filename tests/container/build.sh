@@ -106,14 +106,13 @@ build() {
   local tag=${1:-$DEFAULT_TAG}
   command -v podman >/dev/null || { say "podman is not installed: run build.sh install"; exit 1; }
   containers_conf
+  trap 'rm -f "$DIR/pip.conf" "$DIR/rootfs.tar"' EXIT  # scratch files, also when the build fails
   ensure_base
   local mounts=() ca
   ca=$(ca_bundle)
-  [ -f "$ca" ] && mounts+=("-v=$ca:/etc/ssl/certs/ca-certificates.crt:ro")
-  mapfile -t -O "${#mounts[@]}" mounts < <(pip_mounts | sort -u)
+  mapfile -t mounts < <({ [ -f "$ca" ] && echo "-v=$ca:/etc/ssl/certs/ca-certificates.crt:ro"; pip_mounts; } | sort -u)
   say "building $tag from envs/Dockerfile (mounted for the build only: ${mounts[*]#-v=})"
   podman build --pull=never "${mounts[@]}" -f "$DOCKERFILE" -t "$tag" "$REPO"
-  rm -f "$DIR/pip.conf"
 }
 
 run() {
