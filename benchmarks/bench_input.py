@@ -100,16 +100,23 @@ def model_images_per_s(
         scaler.step(optimizer)
         scaler.update()
 
-    for _ in range(3 if settings.compile else 1):  # compilation and autotuning happen in the first steps
-        step()
+    # compilation and autotuning happen in the first steps
+    seconds = _seconds_per_call(step, 3 if settings.compile else 1, steps, device)
+    return batch / seconds, settings.name
+
+
+def _seconds_per_call(call, warmup: int, repeats: int, device: torch.device) -> float:
+    """Mean wall time of ``call()`` after ``warmup`` calls, waiting for the device's queued work."""
+    for _ in range(warmup):
+        call()
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
+    for _ in range(repeats):
+        call()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - start), settings.name
+    return (time.perf_counter() - start) / repeats
 
 
 def bench_worker_cpu_time(quick: bool) -> dict[str, float]:
@@ -171,15 +178,5 @@ def pixel_half_images_per_s(root: Path, size: int, batch: int, repeats: int, dev
             return kornia.enhance.normalize(flip(out) + fill, mean, std)
 
         candidates[f"kornia {kornia.__version__}"] = with_kornia
-    rates = {}
-    for name, run in candidates.items():
-        run()  # warm-up: kernels, nvJPEG handles
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            run()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        rates[name] = batch * repeats / (time.perf_counter() - start)
-    return rates
+    # one warm-up call: kernels, nvJPEG handles
+    return {name: batch / _seconds_per_call(run, 1, repeats, device) for name, run in candidates.items()}
