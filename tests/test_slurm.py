@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import reduced_config, reduced_outputs
+from conftest import reduced_config, reduced_outputs, table1_config, toy_config
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
@@ -59,17 +59,6 @@ def _snakemake(*args, timeout=2400, site=SITE):
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
-def _config(folder: Path, **changes) -> Path:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["results"] = str(folder / "results")
-    for family in ("voc", "coco"):
-        config["data"][family]["root"] = str(folder / "results" / "data" / "toy")
-    config.update(changes)
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def _assert_jobs_ran_on_slurm(results: Path, output: str, train_runs: int) -> None:
     train_logs = sorted((results / "logs" / "train").glob("*.log"))
     assert len(train_logs) == train_runs
@@ -98,7 +87,7 @@ def test_reduced_pipeline_through_slurm_writes_what_the_local_run_writes(cluster
 )
 def test_toy_pipeline_through_slurm_matches_the_local_run(cluster, toy_pipeline, tmp_path):
     local_results, _ = toy_pipeline
-    config = _config(tmp_path)
+    config = toy_config(tmp_path)
     process = _snakemake("--configfile", str(config))
     output = process.communicate()[0]
     assert process.returncode == 0, output[-5000:]
@@ -111,16 +100,7 @@ def test_toy_pipeline_through_slurm_matches_the_local_run(cluster, toy_pipeline,
 
 def _one_run_config(folder: Path, **train) -> Path:
     """A config whose only table asks for one run (SSD300, unweighted, VOC toy)."""
-    tables = folder / "tables"
-    (tables / "templates").mkdir(parents=True)
-    spec = yaml.safe_load((REPO / "paper_tables" / "table1.yaml").read_text())
-    spec["rows"] = spec["rows"][:1]
-    (tables / "table1.yaml").write_text(yaml.safe_dump(spec))
-    for template in (REPO / "paper_tables" / "templates").iterdir():
-        shutil.copy(template, tables / "templates" / template.name)
-    defaults = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"]
-    defaults["defaults"].update(train)
-    return _config(folder, tables=["table1"], tables_dir=str(tables), figures={"match_stats": []}, train=defaults)
+    return table1_config(folder, ("none",), train, figures={"match_stats": []})
 
 
 def _training_job(run: Path, rows: int, deadline: float) -> str | None:
