@@ -11,18 +11,13 @@ import torch
 import yaml
 
 from scbloss.data.toy import ToyConfig, generate_toy
-from scbloss.engine.checkpoint import CHECKPOINT, FINAL, CheckpointError, load_trained
+from scbloss.engine.checkpoint import CheckpointError, ConfigChanged, load_trained
 from scbloss.engine.config import ConfigError, config_from_dict, load_config
-from scbloss.engine.hooks import loss_terms
-from scbloss.engine.train import (
-    METRICS,
-    RUNNING_METRICS,
-    ConfigChanged,
-    Interrupted,
-    TrainingDiverged,
-    lr_factor,
-    train,
-)
+from scbloss.engine.hooks import Interrupted, loss_terms
+from scbloss.engine.solver import lr_factor
+from scbloss.engine.train import train
+from scbloss.engine.trainer import TrainingDiverged
+from scbloss.paths import CHECKPOINT, FINAL_MODEL, METRICS, RUNNING_METRICS
 
 
 @pytest.fixture(scope="module")
@@ -166,15 +161,15 @@ def test_a_stop_signal_then_resume_equals_an_uninterrupted_run(toy, tmp_path, un
     stopped_at = torch.load(tmp_path / "split" / CHECKPOINT, weights_only=True)["iteration"]
     logged = (tmp_path / "split" / RUNNING_METRICS).read_text().splitlines()
     assert 3 <= stopped_at < 20 and int(logged[-1].split(",")[0]) == stopped_at  # saved where it stopped
-    assert not (tmp_path / "split" / FINAL).exists() and not (tmp_path / "split" / METRICS).exists()
+    assert not (tmp_path / "split" / FINAL_MODEL).exists() and not (tmp_path / "split" / METRICS).exists()
 
     resumed = _run_cli(config_path, tmp_path / "split")
     output = resumed.stdout.read()
     assert resumed.wait(timeout=300) == 0, output
     assert f"resumed from iteration {stopped_at}" in output
 
-    a = torch.load(uninterrupted / FINAL, weights_only=True)["model"]
-    b = torch.load(tmp_path / "split" / FINAL, weights_only=True)["model"]
+    a = torch.load(uninterrupted / FINAL_MODEL, weights_only=True)["model"]
+    b = torch.load(tmp_path / "split" / FINAL_MODEL, weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows = (tmp_path / "split" / METRICS).read_text().splitlines()
     assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, 21))  # no iteration logged twice
@@ -256,7 +251,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(toy, tmp_path, monk
     with pytest.raises(TrainingDiverged, match="non-finite loss at iteration 5"):
         train(config_from_dict(_config(toy, checkpoint_every=2)), tmp_path / "run")
     assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["iteration"] == 4
-    assert not (tmp_path / "run" / FINAL).exists()
+    assert not (tmp_path / "run" / FINAL_MODEL).exists()
 
 
 def test_finished_run_is_not_trained_again(toy, tmp_path):
@@ -330,7 +325,7 @@ def test_two_processes_make_the_updates_of_one(toy, tmp_path, updates, weight_to
         assert a["num_pos"] == b["num_pos"]  # the global batch's positives
         for term in ("loss_cls", "loss_loc"):
             assert float(a[term]) == pytest.approx(float(b[term]), rel=1e-5, abs=1e-5)
-    a, b = (torch.load(path, weights_only=True)["model"] for path in (tmp_path / "ddp" / FINAL, single))
+    a, b = (torch.load(path, weights_only=True)["model"] for path in (tmp_path / "ddp" / FINAL_MODEL, single))
     # each tensor within 1e-5 of its norm after one update, 1e-4 after four: float32 rounding of two ranks' sums
     # compounds in a net without BatchNorm whose biases reach 60 (measured: 1.5e-6 after one and after four with two
     # threads; 5.8e-6 and 8.5e-6 with one)
@@ -354,7 +349,7 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_iteration(toy, tmp_path):
     )
     resumed = _torchrun(tmp_path / "run.yaml", tmp_path / "split")
     assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
-    a, b = (torch.load(tmp_path / name / FINAL, weights_only=True)["model"] for name in ("whole", "split"))
+    a, b = (torch.load(tmp_path / name / FINAL_MODEL, weights_only=True)["model"] for name in ("whole", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -382,7 +377,7 @@ def test_every_loss_term_of_a_criterion_is_logged(toy, tmp_path):
         "images_per_s",
     ]
     model, meta = load_trained(final)
-    assert meta["model"] == "refinedet320" and not model.training
+    assert meta.model == "refinedet320" and not model.training
     assert loss_terms({"loss_b": 1, "num_pos": 2, "loss_a": 3}) == ["loss_a", "loss_b"]
 
 
@@ -412,7 +407,7 @@ def test_every_mode_resumes_exactly_and_saves_plain_weights(toy, tmp_path, monke
     a, b = (torch.load(path, weights_only=True)["model"] for path in (whole, split))
     assert all(torch.equal(a[k], b[k]) for k in a)
     model, meta = load_trained(split)
-    assert meta["channels_last"] is (settings.get("precision") == "bf16")
+    assert meta.channels_last is (settings.get("precision") == "bf16")
 
 
 def test_fp16_on_a_cpu_is_refused(toy, tmp_path):

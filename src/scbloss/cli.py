@@ -61,7 +61,8 @@ def _data_check(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .engine.config import load_config
-    from .engine.train import Interrupted, train
+    from .engine.hooks import Interrupted
+    from .engine.train import train
 
     try:
         final = train(load_config(Path(args.config)), Path(args.out))

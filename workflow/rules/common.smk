@@ -6,7 +6,7 @@ import os
 import re
 
 
-from scbloss import experiments, pipeline
+from scbloss import experiments, paths, pipeline
 
 # Rules run `python -m scbloss`: the Python of their environment (the driver's venv, the --sdm conda env, the
 # container) importing this checkout's src/, so the conda env needs only the pinned dependencies. Extra detector
@@ -18,7 +18,7 @@ if not IN_CONTAINER:
 elif not config["container"]:
     raise ValueError(
         "--sdm apptainer needs an image: set `container:` in the config (or --config container=docker://...) to the "
-        "image you built from envs/Dockerfile and pushed (README, Containers)"
+        "image you built from envs/Dockerfile and pushed (docs/containers.md)"
     )
 pipeline.expose_workflow_package(os.path.join(workflow.basedir, "src"))
 pipeline.expose_detector_modules(config["detector_modules"])
@@ -43,6 +43,11 @@ wildcard_constraints:
     run="|".join(re.escape(r) for r in RUNS) or "no-runs",
     split="|".join(re.escape(s) for s in TEST_SPLITS),
     table="|".join(re.escape(spec["id"]) for spec in SPECS),
+
+
+def run_file(name, run="{run}"):
+    """A file of a run folder (names from scbloss.paths, which the trainer and evaluation write by)."""
+    return paths.run_file(f"{RESULTS}/runs", run, name)
 
 
 def dataset_marker(family):
@@ -97,7 +102,7 @@ def test_dev_outputs():
     if IMPORTED or not config["evaluate"]["test_dev"]:
         return []
     return [
-        f"{RESULTS}/runs/{r}/eval/test-dev/detections_test-dev2017_{r}_results.zip"
+        paths.eval_file(f"{RESULTS}/runs", r, "test-dev", paths.test_dev_zip_name(r))
         for r, run in RUNS.items()
         if run.dataset == "coco"
     ]

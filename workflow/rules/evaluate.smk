@@ -4,7 +4,7 @@
 
 rule evaluate:
     input:
-        model=f"{RESULTS}/runs/{{run}}/model_final.pt",
+        model=run_file(paths.FINAL_MODEL),
         data=lambda w: dataset_marker(RUNS[w.run].dataset),
     output:
         experiments.metrics_path(f"{RESULTS}/runs", "{run}", "{split}"),
@@ -30,10 +30,10 @@ rule evaluate:
 
 rule evaluate_test_dev:
     input:
-        model=f"{RESULTS}/runs/{{run}}/model_final.pt",
+        model=run_file(paths.FINAL_MODEL),
         data=lambda w: dataset_marker(RUNS[w.run].dataset),
     output:
-        f"{RESULTS}/runs/{{run}}/eval/test-dev/detections_test-dev2017_{{run}}_results.zip",
+        paths.eval_file(f"{RESULTS}/runs", "{run}", "test-dev", paths.test_dev_zip_name("{run}")),
     log:
         f"{RESULTS}/logs/evaluate/{{run}}-test-dev.log",
     conda:

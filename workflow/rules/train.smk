@@ -1,11 +1,11 @@
 # One training job per run. The declared outputs are the final weights and the complete metrics log; the
-# resumable checkpoint.pt lives beside them, undeclared, so a job that SLURM stops (walltime, preemption) and the
+# resumable checkpoint (paths.CHECKPOINT) lives beside them, undeclared, so a job that SLURM stops (walltime, preemption) and the
 # profile retries picks up where it stopped instead of starting over.
 
 
 rule run_config:
     output:
-        f"{RESULTS}/runs/{{run}}/train.yaml",
+        run_file(paths.TRAIN_CONFIG),
     log:
         f"{RESULTS}/logs/run_config/{{run}}.log",
     conda:
@@ -18,11 +18,11 @@ rule run_config:
 
 rule train:
     input:
-        config=f"{RESULTS}/runs/{{run}}/train.yaml",
+        config=run_file(paths.TRAIN_CONFIG),
         data=lambda w: dataset_marker(RUNS[w.run].dataset),
     output:
-        model=f"{RESULTS}/runs/{{run}}/model_final.pt",
-        metrics=f"{RESULTS}/runs/{{run}}/metrics.csv",
+        model=run_file(paths.FINAL_MODEL),
+        metrics=run_file(paths.METRICS),
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
     conda:
@@ -31,7 +31,7 @@ rule train:
     resources:
         **resources_of("train"),
     params:
-        out=lambda w: f"{RESULTS}/runs/{w.run}",
+        out=lambda w, output: os.path.dirname(output.model),
         launch=train_launcher,
     shell:
         # exec: the trainer replaces the job's shell, so a SIGTERM to the job (walltime, scancel, preemption) reaches
@@ -44,7 +44,7 @@ rule train:
 
 rule curves:
     input:
-        f"{RESULTS}/runs/{{run}}/metrics.csv",
+        run_file(paths.METRICS),
     output:
         report(
             f"{RESULTS}/figures/curves/{{run}}.png",

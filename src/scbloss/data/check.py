@@ -11,16 +11,14 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from ..conventions import SIZE_BUCKETS, size_bucket_of_area
 from .records import DatasetError, DetectionSet
-
-SMALL, MEDIUM = 32**2, 96**2
 
 
 def size_bucket(boxes: np.ndarray, plus_one: bool) -> np.ndarray:
-    """'small' (area <= 32^2), 'medium' (<= 96^2) or 'large' per box; ``plus_one`` counts VOC's inclusive pixels."""
+    """The size bucket (scbloss.conventions) of each box; ``plus_one`` counts VOC's inclusive pixels."""
     extra = 1.0 if plus_one else 0.0
-    area = (boxes[:, 2] - boxes[:, 0] + extra) * (boxes[:, 3] - boxes[:, 1] + extra)
-    return np.where(area <= SMALL, "small", np.where(area <= MEDIUM, "medium", "large"))
+    return size_bucket_of_area((boxes[:, 2] - boxes[:, 0] + extra) * (boxes[:, 3] - boxes[:, 1] + extra))
 
 
 def summarize(data: DetectionSet) -> pd.DataFrame:
@@ -32,13 +30,13 @@ def summarize(data: DetectionSet) -> pd.DataFrame:
             rows.append({"class": data.class_names[label - 1], "bucket": bucket, "counted": bool(counted)})
     frame = pd.DataFrame(rows, columns=["class", "bucket", "counted"])
     if not frame["counted"].any():  # no counted object (every annotation skipped): a table of zeros
-        table = pd.DataFrame(0, index=data.class_names, columns=["small", "medium", "large", "ignored"])
+        table = pd.DataFrame(0, index=data.class_names, columns=[*SIZE_BUCKETS, "ignored"])
         table.loc["total"] = 0
         return table
     table = (
         frame[frame["counted"]]
         .pivot_table(index="class", columns="bucket", aggfunc="size", fill_value=0)
-        .reindex(index=data.class_names, columns=["small", "medium", "large"], fill_value=0)
+        .reindex(index=data.class_names, columns=SIZE_BUCKETS, fill_value=0)
     )
     table["ignored"] = frame[~frame["counted"]].groupby("class").size().reindex(data.class_names, fill_value=0)
     table.loc["total"] = table.sum()
@@ -94,13 +92,12 @@ def check_folder(
         candidates += [("voc_folder", folder, split) for split in splits]
         extra = {"classes": classes}
     elif (folder / "toy.json").is_file():
-        candidates += [("toy_voc", folder, s) for s in ("trainval", "test")]
-        candidates += [("toy_coco", folder, s) for s in ("train", "val")]
+        candidates += [(kind, folder, split) for kind in ("toy_voc", "toy_coco") for split in _train_and_test(kind)]
     else:
         if (folder / "VOC2007").is_dir() or (folder / "VOC2012").is_dir():
-            candidates += [("voc", folder, s) for s in ("trainval", "test")]
+            candidates += [("voc", folder, split) for split in _train_and_test("voc")]
         if (folder / "annotations").is_dir():
-            candidates += [("coco", folder, s) for s in ("train", "val")]
+            candidates += [("coco", folder, split) for split in _train_and_test("coco")]
     if not candidates:
         return [], [
             f"{folder}: no toy, VOCdevkit, COCO or VOC-folder layout found (for a COCO JSON of your own, "
@@ -119,6 +116,13 @@ def check_folder(
     sizes = {record.file: (record.width, record.height) for _, data in found for record in data.records}
     problems += check_images(sizes, workers, progress)
     return found, problems
+
+
+def _train_and_test(kind: str) -> tuple[str, str]:
+    from .registry import dataset_spec
+
+    spec = dataset_spec(kind)
+    return spec.train_split, spec.test_split
 
 
 __all__ = ["check_folder", "check_images", "decode_problem", "size_bucket", "summarize"]

@@ -10,7 +10,7 @@ photometric distortion per image with torchvision's own kernels, and does zoom-o
 every image in one ``roi_align``: the image minus the fill colour is sampled over the output's field, so the
 zoom-out canvas becomes zero padding.
 
-Differences to the CPU pipeline (listed in the README): the device works in float where the CPU pipeline rounds
+Differences to the CPU pipeline (listed in docs/conventions.md): the device works in float where the CPU pipeline rounds
 to uint8 after each photometric step; the resize is roi_align's averaging of bilinear samples instead of an
 antialiased bilinear filter; libjpeg-turbo (or nvJPEG) decodes instead of PIL.
 """

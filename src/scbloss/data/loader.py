@@ -133,6 +133,22 @@ class IterationBatchSampler(Sampler):
             yield [(int(i), epoch) for i in order[first : first + self.batch_size]]
 
 
+class RankSlice(Sampler):
+    """One process's share of each global batch, so every process sees different images of the same step."""
+
+    def __init__(self, batches: IterationBatchSampler, rank: int, world_size: int) -> None:
+        if batches.batch_size % world_size:
+            raise ValueError(f"batch_size {batches.batch_size} is not divisible by the {world_size} processes")
+        self.batches, self.rank, self.per_rank = batches, rank, batches.batch_size // world_size
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self.batches:
+            yield batch[self.rank * self.per_rank : (self.rank + 1) * self.per_rank]
+
+
 def _ignore_stop_signals(worker_id: int) -> None:
     """Workers leave SIGTERM/SIGUSR1 to the main process: SLURM and `timeout` signal the whole process group, and a
     worker killed by it would take the run down before the main process has saved its checkpoint."""
@@ -171,6 +187,7 @@ __all__ = [
     "DetectionDataset",
     "EncodedDetectionDataset",
     "IterationBatchSampler",
+    "RankSlice",
     "collate",
     "make_loader",
     "sample_seed",

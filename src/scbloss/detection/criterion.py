@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..detectors.refinedet import REFINEDET_VARIANTS
 from .loss import MultiBoxLoss, Target
 
 ARM_REJECT = 0.01  # RefineDet: anchors whose ARM objectness is at most this are not ODM negatives, nor detections
@@ -36,8 +37,8 @@ class RefineDetCriterion:
     """
 
     def __init__(self, weighting: str = "scb", variant: str = "arm", **loss_options) -> None:
-        if variant not in ("arm", "arm_odm"):
-            raise ValueError(f"RefineDet: variant must be 'arm' or 'arm_odm', got {variant!r}")
+        if variant not in REFINEDET_VARIANTS:
+            raise ValueError(f"RefineDet: variant must be one of {', '.join(REFINEDET_VARIANTS)}, got {variant!r}")
         self.arm = MultiBoxLoss(weighting=weighting, **loss_options)
         self.odm = MultiBoxLoss(weighting=weighting if variant == "arm_odm" else "none", **loss_options)
 

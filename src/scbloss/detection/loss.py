@@ -11,7 +11,7 @@ from torch import nn
 from .box_coder import BoxCoder
 from .iou import PriorIntervals
 from .matcher import match_concat, matching_counts
-from .weighting import WEIGHTINGS, object_weights
+from .weighting import check_weighting, object_weights
 
 Target = dict[str, torch.Tensor]
 
@@ -76,10 +76,7 @@ class MultiBoxLoss(nn.Module):
         normalizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"unknown weighting {weighting!r}; choose one of {sorted(WEIGHTINGS)}")
-        if apply_to not in ("cls", "cls+loc"):
-            raise ValueError(f"apply_to must be 'cls' or 'cls+loc', got {apply_to!r}")
+        check_weighting(weighting, apply_to)
         self.weighting, self.alpha, self.beta, self.apply_to = weighting, alpha, beta, apply_to
         self.neg_pos_ratio = neg_pos_ratio
         self.iou_threshold = iou_threshold

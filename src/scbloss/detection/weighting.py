@@ -57,4 +57,15 @@ def object_weights(counts: torch.Tensor, weighting: str, alpha: float = 1.0, bet
     return weights.masked_fill(m <= 0, 0.0)
 
 
-__all__ = ["WEIGHTINGS", "object_weights"]
+APPLY_TO = ("cls", "cls+loc")  # the positives' classification loss only (the authors' code), or their box loss too
+
+
+def check_weighting(weighting: str, apply_to: str = "cls") -> None:
+    """A weighting form and what it applies to, or a ValueError naming the choices."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+    if apply_to not in APPLY_TO:
+        raise ValueError(f"apply_to must be one of {', '.join(APPLY_TO)}, got {apply_to!r}")
+
+
+__all__ = ["APPLY_TO", "WEIGHTINGS", "check_weighting", "object_weights"]

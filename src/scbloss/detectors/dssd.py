@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..detection.layout import PriorLayout, scale_fractions, uniform_steps
-from .registry import DetectorSpec, Throughput, register
-from .ssd import CPU, H200, H200_MODEL_ONLY
+from .registry import DetectorSpec, register
 
 # Feature-map sizes are what torchvision's ResNet-101 (conv5 dilated, stride 16) and the SSD-style extra layers
 # give at 321 / 513 px; the DSSD paper's Caffe ResNet pads differently and lists 40, 20, 10, 5, 3, 1 for DSSD321.
@@ -33,7 +32,6 @@ DSSD321 = register(
         network="scbloss.models.dssd:DSSD",
         layouts={"voc": DSSD321_LAYOUT, "coco": DSSD321_LAYOUT},  # DSSD's recipe has COCO's sizes only
         backbone_weights=("resnet101_imagenet1k_v1",),
-        throughput={"h200": Throughput(336, H200), "cpu": Throughput(14.5, CPU)},
         summary="DSSD: ResNet-101 (conv5 dilated), SSD extras, deconvolution + prediction modules; 18312 priors",
     )
 )
@@ -44,11 +42,6 @@ DSSD513 = register(
         network="scbloss.models.dssd:DSSD",
         layouts={"voc": DSSD513_LAYOUT, "coco": DSSD513_LAYOUT},
         backbone_weights=("resnet101_imagenet1k_v1",),
-        throughput={
-            # end to end not yet measured: its compilation outlasted the GPU session that measured the others
-            "h200": Throughput(160, H200_MODEL_ONLY.replace("batch 32", "batch 20")),
-            "cpu": Throughput(6.0, CPU.replace("batch 8", "batch 4")),
-        },
         summary="DSSD at 513 px, 45752 priors",
     )
 )

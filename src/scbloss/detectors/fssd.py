@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..detection.layout import PriorLayout
-from .registry import DetectorSpec, Throughput, register
-from .ssd import CPU, H200, SSD300_LAYOUTS, SSD512_LAYOUTS
+from .registry import DetectorSpec, register
+from .ssd import SSD300_LAYOUTS, SSD512_LAYOUTS
 
 
 def _with_ratio_3_below(layout: PriorLayout) -> PriorLayout:
@@ -19,7 +19,6 @@ FSSD300 = register(
         network="scbloss.models.fssd:FSSD",
         layouts={family: _with_ratio_3_below(layout) for family, layout in SSD300_LAYOUTS.items()},
         backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
-        throughput={"h200": Throughput(618, H200), "cpu": Throughput(18.5, CPU)},
         summary="FSSD: conv4_3, fc7, conv7_2 fused at 38x38, BatchNorm, new pyramid; 11620 priors",
     )
 )
@@ -30,7 +29,6 @@ FSSD512 = register(
         network="scbloss.models.fssd:FSSD",
         layouts={family: _with_ratio_3_below(layout) for family, layout in SSD512_LAYOUTS.items()},
         backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
-        throughput={"h200": Throughput(371, H200), "cpu": Throughput(5.1, CPU.replace("batch 8", "batch 4"))},
         summary="FSSD at 512 px, 32756 priors",
     )
 )

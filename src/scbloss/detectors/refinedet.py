@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from ..detection.layout import PriorLayout
-from .registry import DetectorSpec, Throughput, register
-from .ssd import CPU, H200
+from .registry import DetectorSpec, register
 
 # One anchor size per level (32, 64, 128, 256) with ratios 1, 2 and 1/2 on 40, 20, 10, 5 cells: 6375 anchors.
 REFINEDET320_LAYOUT = PriorLayout(
     320, (40, 20, 10, 5), (8.0, 16.0, 32.0, 64.0), (32.0, 64.0, 128.0, 256.0), (0.0, 0.0, 0.0, 0.0), ((2,),) * 4
 )
+
+# Which modules the weighting applies to: the ARM only (the paper's Table 2) or ARM and ODM (its 78.0).
+REFINEDET_VARIANTS = ("arm", "arm_odm")
 
 REFINEDET320 = register(
     DetectorSpec(
@@ -18,9 +20,7 @@ REFINEDET320 = register(
         layouts={"voc": REFINEDET320_LAYOUT, "coco": REFINEDET320_LAYOUT},
         criterion="scbloss.detection.criterion:RefineDetCriterion",
         backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
-        # which modules the weighting applies to: the ARM only (the paper's Table 2) or ARM and ODM (its 78.0)
-        variants=("arm", "arm_odm"),
-        throughput={"h200": Throughput(559, H200), "cpu": Throughput(14.6, CPU)},
+        variants=REFINEDET_VARIANTS,
         summary="RefineDet: ARM on conv4_3/conv5_3/fc7/conv6_2, TCBs, ODM on refined anchors; 6375 anchors",
     )
 )

@@ -7,7 +7,10 @@ torch. Nothing else in the project dispatches on a detector's name.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
+import importlib.resources
 import importlib.util
 import os
 import sys
@@ -15,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ..detection.layout import PriorLayout
 
@@ -31,6 +36,32 @@ class Throughput:
 
     images_per_s: float
     measured: str
+
+
+RATES_FILE = "throughput.yaml"  # the built-in detectors' measured rates, with their provenance
+
+
+@functools.cache
+def measured_rates() -> dict[str, dict[str, Throughput]]:
+    """Per detector and device key, the rate ``throughput.yaml`` records, its provenance as one sentence."""
+    table = yaml.safe_load(importlib.resources.files(__package__).joinpath(RATES_FILE).read_text())
+    rates = {}
+    for name, by_device in table["rates"].items():
+        rates[name] = {}
+        for key, entry in by_device.items():
+            fields = {**table["devices"][key], **(entry if isinstance(entry, dict) else {"images_per_s": entry})}
+            rates[name][key] = Throughput(fields.pop("images_per_s"), _provenance(fields))
+    return rates
+
+
+def _provenance(fields: dict) -> str:
+    """One sentence of a rate's fields: device, what ran, precision, batch, torch, date; note; where recorded."""
+    parts = [fields["device"], fields["measured"], fields["precision"], f"batch {fields['batch']}"]
+    parts += [f"torch {fields['torch']}", fields.get("date")]
+    text = ", ".join(str(part) for part in parts if part)
+    if fields.get("note"):
+        text += f"; {fields['note']}"
+    return text + (f"; recorded in {fields['recorded']}" if fields.get("recorded") else "")
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +110,10 @@ _LOADED: set[str] = set()
 
 
 def register(spec: DetectorSpec) -> DetectorSpec:
-    """Add a detector; a second declaration of the same name is an error (a module loaded twice is not)."""
+    """Add a detector; a second declaration of the same name is an error (a module loaded twice is not). One that
+    declares no ``throughput`` takes the rates ``throughput.yaml`` records under its name, if any."""
+    if not spec.throughput and spec.name in measured_rates():
+        spec = dataclasses.replace(spec, throughput=measured_rates()[spec.name])
     known = _REGISTRY.get(spec.name)
     if known is not None and known is not spec and known.network != spec.network:
         raise ValueError(f"detector {spec.name!r} is declared twice ({known.network} and {spec.network})")
@@ -124,4 +158,15 @@ def names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-__all__ = ["DetectorSpec", "MODULES_ENV", "Throughput", "get", "load_module", "names", "register", "resolve"]
+__all__ = [
+    "DetectorSpec",
+    "MODULES_ENV",
+    "RATES_FILE",
+    "Throughput",
+    "get",
+    "load_module",
+    "measured_rates",
+    "names",
+    "register",
+    "resolve",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..detection.layout import PriorLayout, sizes
-from .registry import DetectorSpec, Throughput, register
+from .registry import DetectorSpec, register
 
 SSD300_MAPS = (38, 19, 10, 5, 3, 1)
 SSD300_STEPS = sizes((8, 16, 32, 64, 100, 300))
@@ -50,22 +50,12 @@ SSD512_LAYOUTS = {
     ),
 }
 
-# H200 rates: `scbloss train` end to end (benchmarks/gpu.py --quick, benchmarks/README.md), what a paper run gets.
-H200 = (
-    "NVIDIA H200 with 8 loader workers, `scbloss train` end to end with the defaults (bf16 + channels_last, "
-    "torch.compile, augmentation on the GPU), batch 32, torch 2.11, 2026-11-26"
-)
-H200_MODEL_ONLY = "NVIDIA H200, model-only train step (forward, loss, backward, SGD), fp16 AMP, batch 32, torch 2.11"
-# CPU rates: this project's 2-core CI machine, 2026-11-26, for the toy pipeline's estimates.
-CPU = "2-core x86-64 CPU, model-only train step at width 0.125 with trunk BatchNorm, batch 8, torch 2.14.1"
-
 SSD300 = register(
     DetectorSpec(
         name="ssd300",
         network="scbloss.models.ssd:SSD",
         layouts=SSD300_LAYOUTS,
         backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
-        throughput={"h200": Throughput(610, H200), "cpu": Throughput(12.7, CPU)},
         summary="SSD on VGG16 (L2Norm conv4_3, dilated fc6/fc7), 8732 priors",
     )
 )
@@ -76,7 +66,6 @@ SSD512 = register(
         network="scbloss.models.ssd:SSD",
         layouts=SSD512_LAYOUTS,
         backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
-        throughput={"h200": Throughput(437, H200), "cpu": Throughput(6.1, CPU.replace("batch 8", "batch 4"))},
         summary="SSD on VGG16 at 512 px, 24564 priors",
     )
 )

@@ -1,26 +1,68 @@
-"""Checkpoint files: atomic writes, everything needed to resume a run bit for bit, and the trained model file.
+"""Checkpoint files and a run folder's checkpoint lifecycle: resume, compare the config, save, finish.
 
-Every file is read with ``torch.load(weights_only=True)``: a checkpoint holds tensors, numbers, text and containers
-only (random-number states are stored as tensors and tuples), so loading one from someone else runs no code.
+A checkpoint holds everything needed to resume a run bit for bit; the final model file holds the weights and a
+:class:`ModelMeta`, written and read here only. Every file is read with ``torch.load(weights_only=True)``: a
+checkpoint holds tensors, numbers, text and containers only (random-number states are stored as tensors and
+tuples), so loading one from someone else runs no code.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import pickle
 import random
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, write_text
+from ..paths import CHECKPOINT, FINAL_MODEL, METRICS, RESOLVED_CONFIG, RUNNING_METRICS
+from .config import TrainConfig, result_keys
 
-CHECKPOINT = "checkpoint.pt"  # resumable state, rewritten as training goes; not a pipeline output
-FINAL = "model_final.pt"  # weights + metadata, written once at the end
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint or model file that is missing, unreadable or of the wrong kind; the message names it."""
+
+
+class ConfigChanged(ValueError):
+    """A run resumed, or found finished, with a config that changes what it computes."""
+
+
+@dataclass
+class ModelMeta:
+    """What a final model file says about its weights: how to rebuild the network and read its outputs."""
+
+    model: str
+    num_classes: int  # the background included
+    width: float = 1.0
+    batch_norm: bool = False
+    priors: str = "voc"  # the prior family of its layout
+    class_names: list[str] = field(default_factory=list)
+    category_ids: list[int] | None = None  # COCO-layout data: the category id of each class
+    dataset_kind: str = ""
+    normalization: str = "imagenet"  # a key of scbloss.data.transforms.NORMALIZATIONS
+    channels_last: bool = False
+    iterations: int = 0
+    config: dict | None = None  # the training config, every default filled in
+    config_changes: list = field(default_factory=list)  # harmless changes at resumption, {"iteration", "changed"}
+
+    @classmethod
+    def from_dict(cls, values: dict, path) -> ModelMeta:
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{key: value for key, value in values.items() if key in names})
+        except TypeError as error:
+            raise CheckpointError(f"{path}: its model metadata is incomplete ({error})") from None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -94,23 +136,21 @@ def load_torchvision_coco(device: torch.device | str = "cpu"):
     model = build_model("ssd300", TORCHVISION_COCO_CLASSES, dataset="coco")
     load_torchvision_detector(model, TORCHVISION_COCO, None)
     names = SSD300_VGG16_Weights.COCO_V1.meta["categories"]
-    meta = {
-        "model": "ssd300",
-        "width": 1.0,
-        "num_classes": TORCHVISION_COCO_CLASSES,
-        "priors": "coco",
-        "class_names": names[1:],
-        "category_ids": list(range(1, TORCHVISION_COCO_CLASSES)),
-        "dataset_kind": "coco",
-        "normalization": "caffe",
-        "channels_last": False,
-    }
+    meta = ModelMeta(
+        model="ssd300",
+        num_classes=TORCHVISION_COCO_CLASSES,
+        priors="coco",
+        class_names=names[1:],
+        category_ids=list(range(1, TORCHVISION_COCO_CLASSES)),
+        dataset_kind="coco",
+        normalization="caffe",
+    )
     return model.to(device).eval(), meta
 
 
 def load_trained(path: Path, device: torch.device | str = "cpu"):
-    """The model and metadata stored by ``scbloss train`` in ``model_final.pt``, in eval mode on ``device``
-    (``torchvision_coco`` gives torchvision's published COCO SSD300)."""
+    """The model and its :class:`ModelMeta` stored by ``scbloss train`` in ``model_final.pt``, in eval mode on
+    ``device`` (``torchvision_coco`` gives torchvision's published COCO SSD300)."""
     from ..models import build_model
 
     if str(path) == TORCHVISION_COCO:
@@ -118,21 +158,118 @@ def load_trained(path: Path, device: torch.device | str = "cpu"):
     state = load_checkpoint(path)
     if "meta" not in state:
         kind = "a resumable training checkpoint" if "optimizer" in state else "not a file written by 'scbloss train'"
-        raise CheckpointError(f"{path}: {kind}, not a final model file ({FINAL}); finish the run first")
-    meta = state["meta"]
-    model = build_model(
-        meta["model"], meta["num_classes"], meta["width"], meta["priors"], batch_norm=meta.get("batch_norm", False)
-    )
+        raise CheckpointError(f"{path}: {kind}, not a final model file ({FINAL_MODEL}); finish the run first")
+    meta = ModelMeta.from_dict(state["meta"], path)
+    model = build_model(meta.model, meta.num_classes, meta.width, meta.priors, batch_norm=meta.batch_norm)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), meta
 
 
+def compare_configs(saved: dict, current: TrainConfig, where: Path) -> dict[str, tuple]:
+    """The settings that changed between the run in ``where`` and ``current``: an error for any key that changes
+    the result; the others (log_every, num_workers, checkpoint_every) are returned as {key: (old, new)}."""
+    now = current.to_dict()
+    changed = {key: (saved.get(key), now[key]) for key in now if saved.get(key) != now[key]}
+    breaking = {key: values for key, values in changed.items() if key in result_keys()}
+    if breaking:
+        listing = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in breaking.items())
+        raise ConfigChanged(
+            f"{where} was trained with other values of {', '.join(breaking)} ({listing}). Either put the values it "
+            "was started with back into the config, or train into a new run folder (--out)."
+        )
+    return {key: values for key, values in changed.items() if key not in breaking}
+
+
+class RunFolder:
+    """The checkpoint lifecycle of one run folder: whether it is finished, resuming, saving, finishing.
+
+    ``state`` arguments are what a checkpoint holds: an object with ``model``, ``optimizer`` and ``scaler``.
+    ``history`` lists the harmless setting changes of every resumption ({"iteration", "changed"}).
+    """
+
+    def __init__(self, out: Path, config: TrainConfig) -> None:
+        self.out, self.config = Path(out), config
+        self.checkpoint, self.final = self.out / CHECKPOINT, self.out / FINAL_MODEL
+        self.running_metrics = self.out / RUNNING_METRICS
+        self.history: list = []
+
+    def finished(self) -> bool:
+        """Whether the run has its final model; one trained with a config that changes the result is an error."""
+        if not self.final.exists():
+            return False
+        meta = load_checkpoint(self.final).get("meta", {})
+        if "config" in meta:
+            compare_configs(meta["config"], self.config, self.final)
+        return True
+
+    def resume(self, state) -> int:
+        """Load the checkpoint into ``state`` if there is one; the iteration to continue from."""
+        if not self.checkpoint.exists():
+            return 0
+        try:
+            saved = load_checkpoint(self.checkpoint)
+        except CheckpointError as error:
+            raise CheckpointError(f"{error}; delete it to start the run over") from None
+        if "optimizer" not in saved:
+            kind = f"a final model file (as {FINAL_MODEL})" if "meta" in saved else "not a training checkpoint"
+            raise CheckpointError(f"{self.checkpoint}: {kind}, not a resumable checkpoint; move it away to start over")
+        self.history = list(saved.get("config_changes", []))
+        changed = compare_configs(saved["config"], self.config, self.checkpoint)
+        if changed:
+            self.history.append({"iteration": saved["iteration"], "changed": {k: list(v) for k, v in changed.items()}})
+            log.info(
+                "resuming with changed settings: %s",
+                ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()),
+            )
+        try:
+            state.model.load_state_dict(saved["model"])
+        except RuntimeError as error:
+            first = str(error).splitlines()[0]
+            raise CheckpointError(f"{self.checkpoint}: its weights do not fit this model ({first})") from None
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scaler.load_state_dict(saved["scaler"])
+        restore_rng_states(saved["rng"])
+        reason = saved.get("saved_on", "unknown")
+        log.info("resumed from iteration %d (%s, saved on %s)", saved["iteration"], self.checkpoint, reason)
+        return saved["iteration"]
+
+    def save(self, state, iteration: int, reason: str) -> None:
+        """Write the resumable state after ``iteration``; ``reason`` ("SIGTERM", "every 2000 iterations", ...) is
+        what a resumed run's log says."""
+        atomic_save(
+            {
+                "model": state.model.state_dict(),
+                "optimizer": state.optimizer.state_dict(),
+                "scaler": state.scaler.state_dict(),
+                "rng": rng_states(),
+                "iteration": iteration,
+                "config": self.config.to_dict(),
+                "config_changes": self.history,
+                "saved_on": reason,
+            },
+            self.checkpoint,
+        )
+
+    def finish(self, model: torch.nn.Module, meta: ModelMeta) -> Path:
+        """Write the resolved config, the complete metrics log and the final model; remove the resumable state."""
+        meta = dataclasses.replace(meta, config=self.config.to_dict(), config_changes=self.history)
+        write_text(self.out / RESOLVED_CONFIG, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        with atomic_path(self.out / METRICS) as temporary:
+            shutil.copyfile(self.running_metrics, temporary)
+        atomic_save({"model": model.state_dict(), "meta": meta.to_dict()}, self.final)
+        self.checkpoint.unlink(missing_ok=True)
+        self.running_metrics.unlink()
+        return self.final
+
+
 __all__ = [
-    "CHECKPOINT",
     "CheckpointError",
-    "FINAL",
+    "ConfigChanged",
+    "ModelMeta",
+    "RunFolder",
     "TORCHVISION_COCO",
     "atomic_save",
+    "compare_configs",
     "load_checkpoint",
     "load_torchvision_coco",
     "load_trained",

@@ -7,9 +7,8 @@ import copy
 import io
 from pathlib import Path
 
+from ..conventions import COCO_STATS
 from ..data.coco import load_coco_api
-
-COCO_STATS = ["AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR_1", "AR_10", "AR_100", "AR_S", "AR_M", "AR_L"]
 
 
 def coco_stats(annotation_file: Path, detections: list[dict], backend: str = "pycocotools") -> dict[str, float]:

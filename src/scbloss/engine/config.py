@@ -8,11 +8,15 @@ key named. Keys marked ``affects_result=False`` may change when a run resumes; e
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from ..detection.weighting import APPLY_TO
 
 
 class ConfigError(ValueError):
@@ -22,81 +26,129 @@ class ConfigError(ValueError):
 def option(
     default=dataclasses.MISSING,
     *,
+    doc: str,
     factory=None,
     low=None,
     high=None,
     low_open=False,
     high_open=False,
-    choices=None,
+    choices: tuple | Callable[[], tuple] | None = None,
     affects_result=True,
+    per_run=False,
 ):
-    """A config field with its range ([low, high], open ends where asked) or its allowed values."""
+    """A config field: what it means, its range ([low, high], open ends where asked) or its allowed values (a tuple,
+    or a function returning the names a registry owns). ``per_run`` keys are set by the run matrix from a table
+    row, not in the pipeline config's train block."""
     metadata = {
+        "doc": doc,
         "low": low,
         "high": high,
         "low_open": low_open,
         "high_open": high_open,
         "choices": choices,
         "affects_result": affects_result,
+        "per_run": per_run,
     }
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
+def choices_of(f: dataclasses.Field) -> tuple | None:
+    choices = f.metadata.get("choices")
+    return tuple(choices()) if callable(choices) else choices
+
+
+def _dataset_kinds() -> tuple[str, ...]:
+    from ..data.registry import KINDS
+
+    return KINDS
+
+
+def _backbone_names() -> tuple[str, ...]:
+    from ..detectors.backbones import BACKBONE_WEIGHTS
+
+    return tuple(BACKBONE_WEIGHTS)
+
+
+def _weighting_names() -> tuple[str, ...]:
+    from ..detection.weighting import WEIGHTINGS
+
+    return tuple(WEIGHTINGS)
+
+
 @dataclass
 class DatasetConfig:
-    kind: str = option(choices=("voc", "coco", "toy_voc", "toy_coco", "voc_folder", "coco_json"))
-    root: str = option()  # voc_folder: the folder with Annotations/...; coco_json: the split's image folder
-    split: str = option("")  # empty: the training split of the kind (trainval for VOC, train for COCO)
-    classes: list[str] | None = None  # voc_folder: the class names in label order (default: the annotations')
-    annotations: str | None = None  # coco_json: the split's COCO JSON
+    kind: str = option(doc="dataset kind (scbloss.data.registry)", choices=_dataset_kinds)
+    root: str = option(doc="voc_folder: the folder with Annotations/...; coco_json: the split's image folder")
+    split: str = option("", doc="the split to train on; empty: the kind's training split")
+    classes: list[str] | None = option(None, doc="voc_folder: class names in label order (default: the annotations')")
+    annotations: str | None = option(None, doc="coco_json: the split's COCO JSON")
 
     def __post_init__(self) -> None:
         if not self.split:
-            self.split = "train" if "coco" in self.kind else "trainval"
+            from ..data.registry import dataset_spec
+
+            self.split = dataset_spec(self.kind).train_split
 
 
 @dataclass
 class TrainConfig:
-    dataset: DatasetConfig
-    model: str = "ssd300"
-    width: float = option(1.0, low=0, low_open=True, high=8)
-    batch_norm: bool = False  # BatchNorm in the trunk: for training from scratch (toy runs), not the paper's runs
-    weighting: str = "scb"
-    variant: str = ""  # refinedet320: which modules the weighting applies to, "arm" (default) or "arm_odm"
-    alpha: float = option(1.0, low=0)
-    beta: float = option(3.0, low=0, low_open=True)
-    apply_to: str = option("cls", choices=("cls", "cls+loc"))
-    batch_size: int = option(32, low=1)
-    lr: float = option(1e-3, low=0, low_open=True, high=10)
-    warmup_iters: int = option(0, low=0)
-    warmup_factor: float = option(1.0 / 3, low=0, low_open=True, high=1)
-    lr_steps: list[int] = option(factory=lambda: [80_000, 100_000], low=1)
-    gamma: float = option(0.1, low=0, low_open=True, high=1)
-    max_iter: int = option(120_000, low=1)
-    momentum: float = option(0.9, low=0, high=1, high_open=True)
-    weight_decay: float = option(5e-4, low=0, high=1)
-    clip_grad_norm: float | None = option(None, low=0, low_open=True)  # None: gradients alone, as SSD's recipes
-    seed: int = option(0, low=0)
-    checkpoint_every: int = option(1000, low=1, affects_result=False)
-    log_every: int = option(10, low=1, affects_result=False)
-    num_workers: int = option(4, low=0, affects_result=False)
-    # How the device computes (see engine/precision.py): auto = bf16 + channels_last where the GPU has bf16, else
-    # fp16 with loss scaling; fp32 on the CPU. compile auto = torch.compile on CUDA. augment_on auto = the training
-    # device (the GPU path of data/device_augment.py), the CPU's v2 pipeline on a CPU.
-    precision: str = option("auto", choices=("auto", "bf16", "fp16", "fp32"))
-    compile: str = option("auto", choices=("auto", "true", "false"), affects_result=False)
-    augment_on: str = option("auto", choices=("auto", "cpu", "gpu"))
-    pretrained_backbone: str | None = None  # backbone weights by name (scbloss.detectors.backbones); None: scratch
-    backbone_file: str | None = None  # a path or URL holding them, instead of their official URL
-    fc_weights: str | None = None  # Caffe's reduced fc6/fc7 for a VGG16 backbone (ssd.pytorch's vgg16_reducedfc.pth)
-    pretrained: str | None = None  # a whole detector to start from: torchvision_coco (SSD300) or a file of its weights
+    dataset: DatasetConfig = option(doc="the data a run trains on", per_run=True)
+    model: str = option("ssd300", doc="a registered detector", per_run=True)
+    width: float = option(1.0, doc="channel multiplier of the network", low=0, low_open=True, high=8)
+    batch_norm: bool = option(False, doc="BatchNorm in the trunk: to train from scratch (toy runs), not the paper's")
+    weighting: str = option("scb", doc="W(M), a form of the paper's Table 1", choices=_weighting_names, per_run=True)
+    variant: str = option(
+        "", doc="refinedet320: the modules the weighting applies to, arm (default) or arm_odm", per_run=True
+    )
+    alpha: float = option(1.0, doc="alpha of the scb weighting", low=0)
+    beta: float = option(3.0, doc="beta of the scb weighting", low=0, low_open=True)
+    apply_to: str = option("cls", doc="the positives' losses W(M) multiplies", choices=APPLY_TO)
+    batch_size: int = option(32, doc="images per step, over all GPUs", low=1)
+    lr: float = option(1e-3, doc="base learning rate", low=0, low_open=True, high=10)
+    warmup_iters: int = option(0, doc="iterations of linear warm-up", low=0)
+    warmup_factor: float = option(1.0 / 3, doc="the lr factor warm-up starts from", low=0, low_open=True, high=1)
+    lr_steps: list[int] = option(
+        factory=lambda: [80_000, 100_000], doc="iterations where lr is multiplied by gamma", low=1
+    )
+    gamma: float = option(0.1, doc="lr factor at each of lr_steps", low=0, low_open=True, high=1)
+    max_iter: int = option(120_000, doc="training iterations", low=1)
+    momentum: float = option(0.9, doc="SGD momentum", low=0, high=1, high_open=True)
+    weight_decay: float = option(5e-4, doc="SGD weight decay", low=0, high=1)
+    clip_grad_norm: float | None = option(
+        None, doc="gradient norm clip; null: none, as SSD's recipes", low=0, low_open=True
+    )
+    seed: int = option(0, doc="seeds the weights, the batches and the augmentation", low=0)
+    checkpoint_every: int = option(1000, doc="iterations between checkpoints", low=1, affects_result=False)
+    log_every: int = option(10, doc="iterations between metrics rows", low=1, affects_result=False)
+    num_workers: int = option(4, doc="DataLoader worker processes", low=0, affects_result=False)
+    # How the device computes (engine/precision.py, data/device_augment.py).
+    precision: str = option(
+        "auto",
+        doc="auto: bf16 + channels_last where the GPU has bf16, else fp16 with loss scaling; fp32 on a CPU",
+        choices=("auto", "bf16", "fp16", "fp32"),
+    )
+    compile: str = option(
+        "auto", doc="torch.compile the network; auto: on CUDA", choices=("auto", "true", "false"), affects_result=False
+    )
+    augment_on: str = option(
+        "auto", doc="where augmentation runs; auto: the training device", choices=("auto", "cpu", "gpu")
+    )
+    pretrained_backbone: str | None = option(
+        None, doc="backbone weights by name (scbloss.detectors.backbones); null: from scratch", choices=_backbone_names
+    )
+    backbone_file: str | None = option(None, doc="a path or URL holding them, instead of their official URL")
+    fc_weights: str | None = option(
+        None, doc="Caffe's reduced fc6/fc7 for a VGG16 backbone (ssd.pytorch's vgg16_reducedfc.pth)"
+    )
+    pretrained: str | None = option(
+        None, doc="a whole detector to start from: torchvision_coco (SSD300) or a file of its weights"
+    )
 
     def check(self, source: str) -> TrainConfig:
         """What the types and ranges cannot say: registered names, and a schedule that makes sense."""
         from .. import detectors
-        from ..detection.weighting import WEIGHTINGS
 
         problems = []
         if self.model not in detectors.names():
@@ -106,8 +158,6 @@ class TrainConfig:
                 detectors.get(self.model).check_variant(self.variant)
             except ValueError as error:
                 problems.append(f"variant: {error}")
-        if self.weighting not in WEIGHTINGS:
-            problems.append(f"weighting: {self.weighting!r} is not one of {', '.join(sorted(WEIGHTINGS))}")
         if self.pretrained_backbone is not None and self.model in detectors.names():
             offered = detectors.get(self.model).backbone_weights
             if self.pretrained_backbone not in offered:
@@ -149,47 +199,101 @@ def _number(value, integer: bool, where: str):
     return float(value)
 
 
-def _in_range(value, meta: dict, where: str) -> None:
+def _in_range(value, f: dataclasses.Field, where: str) -> None:
+    meta = f.metadata
     low, high = meta.get("low"), meta.get("high")
     if low is not None and (value < low or (meta["low_open"] and value == low)):
         raise ConfigError(f"{where}: must be {'>' if meta['low_open'] else '>='} {low}, got {value}")
     if high is not None and (value > high or (meta["high_open"] and value == high)):
         raise ConfigError(f"{where}: must be {'<' if meta['high_open'] else '<='} {high}, got {value}")
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(meta['choices'])}")
+    choices = choices_of(f)
+    if choices and value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
 
 
-def _typed(value, kind: str, meta: dict, where: str):
-    """``value`` as the field type ``kind`` (its annotation, a string), converted or refused."""
-    optional = kind.endswith(" | None")
-    kind = kind.removesuffix(" | None")
+def _as_int(value, f, where):
+    value = _number(value, True, where)
+    _in_range(value, f, where)
+    return value
+
+
+def _as_float(value, f, where):
+    value = _number(value, False, where)
+    _in_range(value, f, where)
+    return value
+
+
+def _as_bool(value, f, where):
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _as_str(value, f, where):
+    if isinstance(value, bool) and "true" in (choices_of(f) or ()):
+        value = "true" if value else "false"  # `compile: true` is YAML's boolean
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected text, got {value!r}")
+    _in_range(value, f, where)
+    return value
+
+
+def _as_names(value, f, where):
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{where}: expected a list of names, got {value!r}")
+    return value
+
+
+def _as_ints(value, f, where):
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of whole numbers, e.g. [{value}], got {value!r}")
+    return [_as_int(item, f, f"{where}[{i}]") for i, item in enumerate(value)]
+
+
+def _as_dataset(value, f, where):
+    source, _, _ = where.partition(": ")
+    return _build(DatasetConfig, value, source, "dataset.")
+
+
+# Each field type a config may declare, the function that converts or refuses a value of it, and its JSON Schema.
+CONVERTERS = {
+    "int": (_as_int, {"type": "integer"}),
+    "float": (_as_float, {"type": "number"}),
+    "bool": (_as_bool, {"type": "boolean"}),
+    "str": (_as_str, {"type": "string"}),
+    "list[str]": (_as_names, {"type": "array", "items": {"type": "string"}, "minItems": 1}),
+    "list[int]": (_as_ints, {"type": "array", "items": {"type": "integer"}}),
+    "DatasetConfig": (_as_dataset, {"type": "object"}),
+}
+
+
+def _field_type(f: dataclasses.Field) -> tuple[str, bool]:
+    """(the type's name without ``| None``, whether null is allowed)."""
+    kind = str(f.type)
+    return kind.removesuffix(" | None"), kind.endswith(" | None")
+
+
+def _typed(value, f: dataclasses.Field, where: str):
+    """``value`` as the field's type, converted or refused."""
+    kind, optional = _field_type(f)
     if value is None:
         if optional:
             return None
         raise ConfigError(f"{where}: may not be null")
-    if kind in ("int", "float"):
-        value = _number(value, kind == "int", where)
-    elif kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    elif kind == "str":
-        if isinstance(value, bool) and meta.get("choices") and "true" in meta["choices"]:
-            value = "true" if value else "false"  # `compile: true` is YAML's boolean
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected text, got {value!r}")
-    elif kind == "list[str]":
-        if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
-            raise ConfigError(f"{where}: expected a list of names, got {value!r}")
-        return value
-    elif kind == "list[int]":
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list of whole numbers, e.g. [{value}], got {value!r}")
-        value = [_number(item, True, f"{where}[{i}]") for i, item in enumerate(value)]
-        for i, item in enumerate(value):
-            _in_range(item, meta, f"{where}[{i}]")
-        return value
-    _in_range(value, meta, where)
-    return value
+    return CONVERTERS[kind][0](value, f, where)
+
+
+def _check_declared_types(*classes) -> None:
+    """Every field's type has a converter: a field of a type nobody checks is an error at import, not a pass."""
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if _field_type(f)[0] not in CONVERTERS:
+                raise TypeError(
+                    f"{cls.__name__}.{f.name}: no converter for the type {f.type!r} ({', '.join(CONVERTERS)})"
+                )
+
+
+_check_declared_types(DatasetConfig, TrainConfig)
 
 
 def _build(cls, values, source: str, prefix: str = ""):
@@ -206,14 +310,63 @@ def _build(cls, values, source: str, prefix: str = ""):
     ]
     if missing:
         raise ConfigError(f"{source}: missing key {prefix}{missing[0]}")
-    kwargs = {}
-    for name, value in values.items():
-        where = f"{source}: {prefix}{name}"
-        if fields[name].type == "DatasetConfig":
-            kwargs[name] = _build(DatasetConfig, value, source, "dataset.")
-        else:
-            kwargs[name] = _typed(value, fields[name].type, fields[name].metadata, where)
+    kwargs = {name: _typed(value, fields[name], f"{source}: {prefix}{name}") for name, value in values.items()}
     return cls(**kwargs)
+
+
+def default_of(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def train_values_schema() -> dict:
+    """The JSON Schema of every train key a pipeline config may set (the schema's ``train_values`` block), made from
+    the fields: type, range, choices; the default and meaning in the description. The schema carries no
+    ``default`` keyword, which Snakemake's validate would fill into every override layer."""
+    properties = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata["per_run"]:
+            continue
+        kind, optional = _field_type(f)
+        schema = dict(CONVERTERS[kind][1])
+        bounds = schema["items"] if kind == "list[int]" else schema
+        meta = f.metadata
+        if meta["low"] is not None:
+            bounds["exclusiveMinimum" if meta["low_open"] else "minimum"] = meta["low"]
+        if meta["high"] is not None:
+            bounds["exclusiveMaximum" if meta["high_open"] else "maximum"] = meta["high"]
+        choices = choices_of(f)
+        if choices:
+            # YAML reads an unquoted true/false as a boolean; the loader turns it back into the name
+            schema["enum"] = [{"true": True, "false": False}.get(c, c) for c in choices]
+            if any(isinstance(c, bool) for c in schema["enum"]):
+                schema["type"] = [schema["type"], "boolean"]
+        if optional:
+            schema["type"] = [schema["type"], "null"]
+            if choices:
+                schema["enum"].append(None)
+        schema["description"] = f"{meta['doc']} (default: {json.dumps(default_of(f))})"
+        properties[f.name] = schema
+    return properties
+
+
+SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+BEGIN, END = "# BEGIN train keys", "# END train keys"
+
+
+def write_train_schema(schema_file: Path = SCHEMA) -> None:
+    """Write :func:`train_values_schema` into the schema file between its BEGIN/END lines, one key per line."""
+    text = schema_file.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    indent = head.rsplit("\n", 1)[1]
+    lines = [
+        f"{indent}{name}: {json.dumps(schema, ensure_ascii=False, separators=(', ', ': '))}"
+        for name, schema in train_values_schema().items()
+    ]
+    body = "\n".join(lines)
+    schema_file.write_text(
+        f"{head}{BEGIN} (python -m scbloss.engine.config writes them from TrainConfig)\n{body}\n{indent}{END}{tail}"
+    )
 
 
 def config_from_dict(values, source: str = "<config>") -> TrainConfig:
@@ -234,3 +387,7 @@ def load_config(path: Path) -> TrainConfig:
 
 
 __all__ = ["ConfigError", "DatasetConfig", "TrainConfig", "config_from_dict", "load_config", "result_keys"]
+
+
+if __name__ == "__main__":
+    write_train_schema()

@@ -11,8 +11,10 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path
+from ..conventions import RECALL_THRESHOLDS
 from ..data import load_dataset
 from ..data.transforms import normalization
+from ..paths import DETECTIONS, EVAL_METRICS, RECALL, test_dev_zip_name
 from .checkpoint import load_trained
 from .coco_eval import coco_stats
 from .predict import predict, write_json
@@ -24,8 +26,8 @@ log = logging.getLogger(__name__)
 
 def write_test_dev_submission(detections: list[dict], out: Path, name: str) -> Path:
     """The zip the COCO evaluation server takes: detections_test-dev2017_<name>_results.json inside."""
-    inner = f"detections_test-dev2017_{name}_results.json"
-    target = Path(out) / f"{inner.removesuffix('.json')}.zip"
+    target = Path(out) / test_dev_zip_name(name)
+    inner = target.name.removesuffix(".zip") + ".json"
     with atomic_path(target) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(inner, json.dumps(detections))
     return target
@@ -39,7 +41,7 @@ def evaluate(
     out: Path,
     name: str = "scbloss",
     coco_backend: str = "pycocotools",
-    thresholds: tuple[float, ...] = (0.01, 0.1, 0.3),
+    thresholds: tuple[float, ...] = RECALL_THRESHOLDS,
     eleven_point: bool = True,
     batch_size: int = 16,
     num_workers: int = 2,
@@ -54,20 +56,20 @@ def evaluate(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, meta = load_trained(checkpoint, device)
     if kind == "voc_folder" and not classes:
-        classes = meta["class_names"]
+        classes = meta.class_names
     data = load_dataset(kind, root, split, classes=classes, annotations=annotations)
-    model_ids = meta.get("category_ids") or []
+    model_ids = meta.category_ids or []
     if data.category_ids and model_ids and len(model_ids) != len(data.category_ids):
         missing = sorted(set(data.category_ids) - set(model_ids))
         if missing:  # a model with more classes (torchvision's 91) scores the dataset's categories among them
             raise ValueError(f"{checkpoint}: has no output for category ids {missing[:5]} of {kind}/{split}")
-    elif data.class_names != meta["class_names"]:
+    elif data.class_names != meta.class_names:
         raise ValueError(
-            f"{checkpoint}: trained on classes {meta['class_names']}, but {kind}/{split} has {data.class_names}"
+            f"{checkpoint}: trained on classes {meta.class_names}, but {kind}/{split} has {data.class_names}"
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    channels_last = meta.get("channels_last", False) and torch.device(device).type == "cuda"
+    channels_last = meta.channels_last and torch.device(device).type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format  # as it trained
     detections = predict(
         model,
@@ -76,7 +78,7 @@ def evaluate(
         num_workers,
         device=device,
         memory_format=memory_format,
-        normalize=normalization(meta.get("normalization", "imagenet")),
+        normalize=normalization(meta.normalization),
         category_of=model_ids or None,
     )
     metrics: dict = {
@@ -92,9 +94,9 @@ def evaluate(
             "not public, so nothing is scored locally"
         )
         log.warning(metrics["test_dev"])
-        write_json(metrics, out / "metrics.json")
+        write_json(metrics, out / EVAL_METRICS)
         return metrics
-    write_json(detections, out / "detections.json")
+    write_json(detections, out / DETECTIONS)
     if data.kind == "voc":
         aps = voc_ap_per_class(data, detections, eleven_point=eleven_point)
         valid = [v for v in aps.values() if not math.isnan(v)]
@@ -104,9 +106,9 @@ def evaluate(
     else:
         metrics["coco"] = coco_stats(data.annotation_file, detections, coco_backend)
     recall = size_recall(data, detections, thresholds)
-    recall.to_csv(out / "recall.csv", index=False)
+    recall.to_csv(out / RECALL, index=False)
     metrics["recall"] = recall.to_dict(orient="records")
-    write_json(metrics, out / "metrics.json")
+    write_json(metrics, out / EVAL_METRICS)
     return metrics
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import signal
 import sys
 import time
@@ -13,6 +14,8 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path
 from .trainer import HookBase
+
+log = logging.getLogger(__name__)
 
 
 class Interrupted(Exception):
@@ -136,7 +139,7 @@ class MetricsWriter(HookBase):
 
 
 class ProgressReporter(HookBase):
-    """A progress bar on stderr and, every ``every`` iterations, a line with each loss term and the lr on stdout."""
+    """A progress bar on stderr and, every ``every`` iterations, a log line with each loss term and the lr."""
 
     def __init__(self, every: int) -> None:
         self.every = every
@@ -159,10 +162,8 @@ class ProgressReporter(HookBase):
         self._bar.update(1)
         if trainer.iter % self.every == 0 or trainer.iter == trainer.max_iter:
             terms = " ".join(f"{key} {float(trainer.losses[key]):.4f}" for key in loss_terms(trainer.losses))
-            print(
-                f"iteration {trainer.iter}/{trainer.max_iter} {terms} lr {trainer.optimizer.param_groups[0]['lr']:.2e}",
-                flush=True,
-            )
+            lr = trainer.optimizer.param_groups[0]["lr"]
+            log.info("iteration %d/%d %s lr %.2e", trainer.iter, trainer.max_iter, terms, lr)
 
     def after_train(self) -> None:
         if self._bar is not None:

@@ -10,13 +10,13 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import save_figure
+from ..conventions import SIZE_BUCKETS, size_bucket_of_area
 from ..data.loader import DetectionDataset
 from ..data.records import DetectionSet
 from ..data.transforms import train_transform
 from ..detection import PriorLayout, generate_priors
 from ..detection.iou import PriorIntervals
 from ..detection.matcher import match_concat, matching_counts
-from .recall import BUCKETS
 
 
 def _normalized_objects(data: DetectionSet, augment: bool, size: int, seed: int):
@@ -52,7 +52,7 @@ def matching_statistics(
         counts = matching_counts(match_concat(boxes, image_of, len(batch), intervals), len(boxes))
         side = layout.image_size
         area = (boxes[:, 2] - boxes[:, 0]) * side * (boxes[:, 3] - boxes[:, 1]) * side
-        bucket = np.where(area <= 32**2, "small", np.where(area <= 96**2, "medium", "large"))
+        bucket = size_bucket_of_area(area.numpy())
         rows.extend(zip(bucket.tolist(), counts.tolist()))
         batch.clear()
 
@@ -80,7 +80,7 @@ def plot_histograms(stats: pd.DataFrame, png: Path, title: str, clip: int = 30) 
 
     clipped = stats["matches"].clip(upper=clip)
     figure, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharex=True)
-    for axis, bucket in zip(axes, ["all", *BUCKETS]):
+    for axis, bucket in zip(axes, ["all", *SIZE_BUCKETS]):
         values = clipped if bucket == "all" else clipped[stats["bucket"] == bucket]
         counts = np.bincount(values.to_numpy(dtype=int), minlength=clip + 1)
         axis.bar(np.arange(clip + 1), counts, color="#4477aa")

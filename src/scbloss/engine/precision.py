@@ -24,6 +24,9 @@ class Precision:
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
+    def describe(self) -> str:
+        return f"precision {self.name}, channels_last {self.channels_last}, compiled {self.compile}"
+
 
 def resolve(precision: str, compile: str, device: torch.device) -> Precision:
     """The concrete settings for a device from the config's ``precision`` and ``compile`` (each may be 'auto')."""

@@ -7,17 +7,16 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
+from ..conventions import RECALL_THRESHOLDS, SIZE_BUCKETS
 from ..data.check import size_bucket
 from ..data.records import DetectionSet
 from .voc_eval import iou_one_to_many
-
-BUCKETS = ["small", "medium", "large"]
 
 
 def size_recall(
     data: DetectionSet,
     detections: list[dict],
-    thresholds: tuple[float, ...] = (0.01, 0.1, 0.3),
+    thresholds: tuple[float, ...] = RECALL_THRESHOLDS,
     iou_threshold: float = 0.5,
     plus_one: bool | None = None,
 ) -> pd.DataFrame:
@@ -26,7 +25,7 @@ def size_recall(
     A counted object (not difficult, not crowd) is recalled when a detection of its class scoring >= the threshold
     overlaps it with IoU >= ``iou_threshold`` (no one-to-one assignment). Detections are those of SSD's standard
     post-processing at 0.01 (NMS 0.45, top 200); filtering them by a higher threshold equals post-processing at it.
-    Buckets: area <= 32^2 small, <= 96^2 medium, else large, in original pixels; ``plus_one`` (default: on for VOC)
+    Buckets: :mod:`scbloss.conventions`' sizes, by area in original pixels; ``plus_one`` (default: on for VOC)
     measures areas and IoU with VOC's inclusive-pixel convention, otherwise w*h.
     """
     plus_one = data.kind == "voc" if plus_one is None else plus_one
@@ -58,7 +57,7 @@ def size_recall(
     objects = pd.DataFrame(rows, columns=["bucket", "best_score"])
     table = []
     for threshold in thresholds:
-        for bucket in BUCKETS:
+        for bucket in SIZE_BUCKETS:
             subset = objects[objects["bucket"] == bucket]
             hits, total = int((subset["best_score"] >= threshold).sum()), len(subset)
             table.append(
@@ -78,4 +77,4 @@ def format_recall(hits: int, total: int) -> str:
     return f"{100.0 * hits / total:.2f} ({hits}/{total})" if total else "n/a (0/0)"
 
 
-__all__ = ["BUCKETS", "format_recall", "size_recall"]
+__all__ = ["format_recall", "size_recall"]

@@ -1,60 +1,36 @@
-"""`scbloss train`: config in, trained detector out; resumable after SIGTERM/SIGUSR1 or a crash."""
+"""`scbloss train`: config in, trained detector out; resumable after SIGTERM/SIGUSR1 or a crash.
+
+:func:`train` is the outline of a run; each step is a function here or a module of its own (solver, checkpoint,
+trainer and hooks, precision, distributed).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 
-from ..atomic import atomic_path, write_text
-from ..data import DetectionSet, load_dataset
+from ..data import DetectionSet, dataset_spec, load_dataset
 from ..data.device_augment import augment_batch
-from ..data.loader import DetectionDataset, EncodedDetectionDataset, IterationBatchSampler, make_loader
+from ..data.loader import DetectionDataset, EncodedDetectionDataset, IterationBatchSampler, RankSlice, make_loader
 from ..data.transforms import normalization, train_transform
 from ..detectors.backbones import backbone_weights
 from ..models import build_criterion, build_model
 from ..models.torchvision_ssd import load_torchvision_detector
-from .checkpoint import (
-    CHECKPOINT,
-    FINAL,
-    CheckpointError,
-    atomic_save,
-    load_checkpoint,
-    restore_rng_states,
-    rng_states,
-)
-from .config import TrainConfig, result_keys
+from .checkpoint import ModelMeta, RunFolder
+from .config import TrainConfig
 from .distributed import World, any_rank, global_normalizer, global_terms, init_distributed, world_from_env
-from .hooks import Interrupted, MetricsWriter, PeriodicCheckpointer, ProgressReporter, StopOnSignal
+from .hooks import MetricsWriter, PeriodicCheckpointer, ProgressReporter, StopOnSignal
 from .precision import Precision, configure_device
 from .precision import resolve as resolve_precision
+from .solver import build_optimizer, lr_schedule
 from .trainer import Trainer, TrainingDiverged
 
 log = logging.getLogger(__name__)
-
-METRICS = "metrics.csv"  # complete training log, written at the end (a pipeline output)
-RUNNING_METRICS = "metrics.running.csv"  # the log as it grows; survives an interruption, unlike outputs
-
-
-def prior_family(kind: str) -> str:
-    """Which recipe's prior sizes a dataset uses: 'coco' for COCO-like data, else 'voc'."""
-    return "coco" if "coco" in kind else "voc"
-
-
-def lr_factor(config: TrainConfig, iteration: int) -> float:
-    """Linear warm-up from ``warmup_factor``, then multiplied by ``gamma`` at each of ``lr_steps``."""
-    steps_passed = sum(iteration >= step for step in config.lr_steps)
-    factor = config.gamma**steps_passed
-    if iteration < config.warmup_iters:
-        progress = iteration / config.warmup_iters
-        factor *= config.warmup_factor + (1 - config.warmup_factor) * progress
-    return factor
 
 
 @dataclass
@@ -69,7 +45,50 @@ class TrainingState:
     precision: Precision
 
 
+def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
+    """Train to ``config.max_iter`` in ``out``, resuming from ``out/checkpoint.pt`` if it exists; returns the final
+    model file."""
+    run = RunFolder(out, config)
+    if run.finished():
+        log.info("%s exists: training already finished", run.final)
+        return run.final
+    world = world or world_from_env()
+    device = init_distributed(world)
+    run.out.mkdir(parents=True, exist_ok=True)
+    where = "".join(f", {k}={os.environ[k]}" for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ)
+    log.info("training %s on %s (rank %d of %d%s)", config.model, device, world.rank, world.size, where)
+    state = build_training(config, device, world)
+    start = run.resume(state)
+    on_device = config.augment_on == "gpu" or (config.augment_on == "auto" and device.type == "cuda")
+    trainer = Trainer(
+        model=state.model,
+        criterion=state.criterion,
+        optimizer=state.optimizer,
+        lr_at=lr_schedule(config),
+        scaler=state.scaler,
+        loader=build_loader(config, state, world, start, on_device),
+        prepare=batch_preparer(config, state, device, on_device),
+        start_iter=start,
+        max_iter=config.max_iter,
+        forward=forward_module(state, world, device),
+        autocast_dtype=state.precision.autocast_dtype,
+        clip_grad_norm=config.clip_grad_norm,
+        global_terms=global_terms if world.size > 1 else None,
+    )
+    log.info("%s, augmentation on %s", state.precision.describe(), "the device" if on_device else "the CPU workers")
+    trainer.register_hooks(training_hooks(config, run, state, world, device, start))
+    try:
+        trainer.train()
+    except TrainingDiverged as error:
+        kept = "kept" if run.checkpoint.exists() else "absent"
+        raise TrainingDiverged(
+            f"{error}; the last good checkpoint is {run.checkpoint} ({kept}). Lower lr or raise warmup_iters."
+        ) from None
+    return run.finish(state.model, model_meta(config, state, trainer.iter)) if world.is_main else run.final
+
+
 def build_training(config: TrainConfig, device: torch.device, world: World | None = None) -> TrainingState:
+    """The data, the network (from its pretrained weights), its loss, the optimizer and the loss scaler."""
     data = load_dataset(
         config.dataset.kind,
         Path(config.dataset.root),
@@ -84,7 +103,7 @@ def build_training(config: TrainConfig, device: torch.device, world: World | Non
         config.model,
         data.num_classes + 1,
         config.width,
-        prior_family(config.dataset.kind),
+        dataset_spec(config.dataset.kind).prior_family,
         config.pretrained_backbone,
         config.batch_norm,
         config.backbone_file,
@@ -92,7 +111,7 @@ def build_training(config: TrainConfig, device: torch.device, world: World | Non
     )
     if config.pretrained is not None:
         loaded = load_torchvision_detector(model, config.pretrained, data.category_ids if data.kind == "coco" else None)
-        print(f"started from {config.pretrained}: {loaded}", flush=True)
+        log.info("started from %s: %s", config.pretrained, loaded)
     model = model.to(device, memory_format=precision.memory_format)
     distributed = {}
     if world is not None and world.size > 1:
@@ -108,11 +127,8 @@ def build_training(config: TrainConfig, device: torch.device, world: World | Non
         apply_to=config.apply_to,
         **distributed,
     )
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scale_loss)
-    return TrainingState(data, model, criterion, optimizer, scaler, precision)
+    return TrainingState(data, model, criterion, build_optimizer(model, config), scaler, precision)
 
 
 def normalization_name(config: TrainConfig) -> str:
@@ -122,6 +138,19 @@ def normalization_name(config: TrainConfig) -> str:
     if config.pretrained_backbone is not None:
         return backbone_weights(config.pretrained_backbone).normalization
     return "imagenet"
+
+
+def build_loader(config: TrainConfig, state: TrainingState, world: World, start: int, on_device: bool):
+    """This process's share of the batches of iterations ``start``..``max_iter``: encoded images and drawn
+    augmentation parameters when the device augments, augmented images otherwise."""
+    size = state.model.layout.image_size
+    if on_device:
+        dataset = EncodedDetectionDataset(state.data, size, seed=config.seed)
+    else:
+        transform = train_transform(size, *normalization(normalization_name(config)))
+        dataset = DetectionDataset(state.data, transform, train=True, seed=config.seed)
+    batches = IterationBatchSampler(len(dataset), config.batch_size, config.seed, config.max_iter, start)
+    return make_loader(dataset, RankSlice(batches, world.rank, world.size), num_workers=config.num_workers)
 
 
 def batch_preparer(config: TrainConfig, state: TrainingState, device: torch.device, augment_on_device: bool):
@@ -144,221 +173,48 @@ def batch_preparer(config: TrainConfig, state: TrainingState, device: torch.devi
     )
 
 
-class ConfigChanged(ValueError):
-    """A run resumed, or found finished, with a config that changes what it computes."""
+def forward_module(state: TrainingState, world: World, device: torch.device) -> torch.nn.Module:
+    """What runs the images: the network, in DistributedDataParallel under several processes, compiled if asked
+    (the network only: the loss, with its per-image object counts, stays eager)."""
+    forward = state.model
+    if world.size > 1:
+        forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(forward) if state.precision.compile else forward
 
 
-def compare_configs(saved: dict, current: TrainConfig, where: Path) -> dict[str, tuple]:
-    """The settings that changed between the run in ``where`` and ``current``: an error for any key that changes
-    the result; the others (log_every, num_workers, checkpoint_every) are returned as {key: (old, new)}."""
-    now = current.to_dict()
-    changed = {key: (saved.get(key), now[key]) for key in now if saved.get(key) != now[key]}
-    breaking = {key: values for key, values in changed.items() if key in result_keys()}
-    if breaking:
-        listing = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in breaking.items())
-        raise ConfigChanged(
-            f"{where} was trained with other values of {', '.join(breaking)} ({listing}). Either put the values it "
-            "was started with back into the config, or train into a new run folder (--out)."
-        )
-    return {key: values for key, values in changed.items() if key not in breaking}
-
-
-def resume(state: TrainingState, config: TrainConfig, checkpoint_path: Path) -> tuple[int, list]:
-    """Load the checkpoint into ``state`` if there is one. Returns the iteration to continue from and the history
-    of harmless setting changes (each {"iteration", "changed"}), this resumption's included."""
-    if not checkpoint_path.exists():
-        return 0, []
-    try:
-        saved = load_checkpoint(checkpoint_path)
-    except CheckpointError as error:
-        raise CheckpointError(f"{error}; delete it to start the run over") from None
-    if "optimizer" not in saved:
-        kind = "a final model file (as model_final.pt)" if "meta" in saved else "not a training checkpoint"
-        raise CheckpointError(f"{checkpoint_path}: {kind}, not a resumable checkpoint; move it away to start over")
-    history = list(saved.get("config_changes", []))
-    changed = compare_configs(saved["config"], config, checkpoint_path)
-    if changed:
-        history.append({"iteration": saved["iteration"], "changed": {k: list(v) for k, v in changed.items()}})
-        print(
-            "resuming with changed settings: "
-            + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()),
-            flush=True,
-        )
-    try:
-        state.model.load_state_dict(saved["model"])
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise CheckpointError(f"{checkpoint_path}: its weights do not fit this model ({first})") from None
-    state.optimizer.load_state_dict(saved["optimizer"])
-    state.scaler.load_state_dict(saved["scaler"])
-    restore_rng_states(saved["rng"])
-    reason = saved.get("saved_on", "unknown")
-    print(f"resumed from iteration {saved['iteration']} ({checkpoint_path}, saved on {reason})", flush=True)
-    return saved["iteration"], history
-
-
-def save_checkpoint(
-    state: TrainingState, config: TrainConfig, path: Path, iteration: int, history: list, reason: str
-) -> None:
-    atomic_save(
-        {
-            "model": state.model.state_dict(),
-            "optimizer": state.optimizer.state_dict(),
-            "scaler": state.scaler.state_dict(),
-            "rng": rng_states(),
-            "iteration": iteration,
-            "config": config.to_dict(),
-            "config_changes": history,
-            "saved_on": reason,  # "SIGTERM", "every 2000 iterations", ...: a resumed run's log says why
-        },
-        path,
-    )
-
-
-def finish(state: TrainingState, config: TrainConfig, out: Path, iterations: int, history: list) -> Path:
-    """Write the resolved config, the complete metrics log and the final model; remove the resumable state."""
-    write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    data = state.data
-    meta = {
-        "model": config.model,
-        "width": config.width,
-        "batch_norm": config.batch_norm,
-        "num_classes": data.num_classes + 1,
-        "priors": prior_family(config.dataset.kind),
-        "class_names": data.class_names,
-        "category_ids": data.category_ids,
-        "dataset_kind": data.kind,
-        "iterations": iterations,
-        "channels_last": state.precision.channels_last,
-        "normalization": normalization_name(config),
-        "config": config.to_dict(),
-        "config_changes": history,
-    }
-    with atomic_path(out / METRICS) as temporary:
-        shutil.copyfile(out / RUNNING_METRICS, temporary)
-    atomic_save({"model": state.model.state_dict(), "meta": meta}, out / FINAL)
-    (out / CHECKPOINT).unlink(missing_ok=True)
-    (out / RUNNING_METRICS).unlink()
-    return out / FINAL
-
-
-def _check_finished(final: Path, config: TrainConfig) -> None:
-    """A finished run is only "already finished" for the config it was trained with."""
-    meta = load_checkpoint(final).get("meta", {})
-    if "config" in meta:
-        compare_configs(meta["config"], config, final)
-
-
-class _RankSlice(torch.utils.data.Sampler):
-    """This process's share of each global batch, so every process sees different images of the same step."""
-
-    def __init__(self, batches: IterationBatchSampler, rank: int, per_rank: int) -> None:
-        self.batches, self.rank, self.per_rank = batches, rank, per_rank
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self):
-        for batch in self.batches:
-            yield batch[self.rank * self.per_rank : (self.rank + 1) * self.per_rank]
-
-
-def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
-    """Train to ``config.max_iter`` in ``out``, resuming from ``out/checkpoint.pt`` if it exists; returns the final
-    model file."""
-    out = Path(out)
-    if (out / FINAL).exists():
-        _check_finished(out / FINAL, config)
-        log.info("%s exists: training already finished", out / FINAL)
-        return out / FINAL
-    world = world or world_from_env()
-    if config.batch_size % world.size:
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world.size} processes")
-    device = init_distributed(world)
-    out.mkdir(parents=True, exist_ok=True)
-    where = {k: os.environ[k] for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ}
-    print(
-        f"training {config.model} on {device} (rank {world.rank} of {world.size}"
-        + "".join(f", {k}={v}" for k, v in where.items())
-        + ")",
-        flush=True,
-    )
-
-    state = build_training(config, device, world)
-    checkpoint_path = out / CHECKPOINT
-    start, history = resume(state, config, checkpoint_path)
-    size = state.model.layout.image_size
-    on_device = config.augment_on == "gpu" or (config.augment_on == "auto" and device.type == "cuda")
-    dataset = (
-        EncodedDetectionDataset(state.data, size, seed=config.seed)
-        if on_device
-        else DetectionDataset(
-            state.data, train_transform(size, *normalization(normalization_name(config))), train=True, seed=config.seed
-        )
-    )
-    sampler = IterationBatchSampler(len(dataset), config.batch_size, config.seed, config.max_iter, start)
-    loader = make_loader(
-        dataset, _RankSlice(sampler, world.rank, config.batch_size // world.size), num_workers=config.num_workers
-    )
-    forward = (
-        DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None)
-        if world.size > 1
-        else state.model
-    )
-    if state.precision.compile:  # the network only: the loss, with its per-image object counts, stays eager
-        forward = torch.compile(forward)
-    print(
-        f"precision {state.precision.name}, channels_last {state.precision.channels_last}, compiled "
-        f"{state.precision.compile}, augmentation on {'the device' if on_device else 'the CPU workers'}",
-        flush=True,
-    )
-    trainer = Trainer(
-        state.model,
-        state.criterion,
-        state.optimizer,
-        lambda iteration: config.lr * lr_factor(config, iteration),
-        state.scaler,
-        loader,
-        batch_preparer(config, state, device, on_device),
-        start,
-        config.max_iter,
-        forward=forward,
-        autocast_dtype=state.precision.autocast_dtype,
-        clip_grad_norm=config.clip_grad_norm,
-        global_terms=global_terms if world.size > 1 else None,
-    )
+def training_hooks(config: TrainConfig, run: RunFolder, state: TrainingState, world: World, device, start: int):
+    """Stop signals and periodic checkpoints on every rank (rank 0 writes); the metrics log and progress on rank 0."""
 
     def save(iteration: int, reason: str) -> None:
         if world.is_main:
-            save_checkpoint(state, config, checkpoint_path, iteration, history, reason)
+            run.save(state, iteration, reason)
 
     agree = (lambda flag: any_rank(flag, device)) if world.size > 1 else None
     barrier = torch.distributed.barrier if world.size > 1 else None
     hooks = [StopOnSignal(save, agree, barrier), PeriodicCheckpointer(save, config.checkpoint_every)]
-    if world.is_main:
-        hooks = [
-            MetricsWriter(out / RUNNING_METRICS, config.log_every, start, world.size),
-            ProgressReporter(config.log_every),
-        ] + hooks
-    trainer.register_hooks(hooks)
-    try:
-        trainer.train()
-    except TrainingDiverged as error:
-        kept = "kept" if checkpoint_path.exists() else "absent"
-        raise TrainingDiverged(
-            f"{error}; the last good checkpoint is {checkpoint_path} ({kept}). Lower lr or raise warmup_iters."
-        ) from None
-    return finish(state, config, out, trainer.iter, history) if world.is_main else out / FINAL
+    if not world.is_main:
+        return hooks
+    return [
+        MetricsWriter(run.running_metrics, config.log_every, start, world.size),
+        ProgressReporter(config.log_every),
+    ] + hooks
 
 
-__all__ = [
-    "METRICS",
-    "RUNNING_METRICS",
-    "ConfigChanged",
-    "Interrupted",
-    "TrainingDiverged",
-    "compare_configs",
-    "lr_factor",
-    "prior_family",
-    "train",
-]
+def model_meta(config: TrainConfig, state: TrainingState, iterations: int) -> ModelMeta:
+    """What the final model file records to rebuild the network and read its outputs."""
+    return ModelMeta(
+        model=config.model,
+        num_classes=state.data.num_classes + 1,
+        width=config.width,
+        batch_norm=config.batch_norm,
+        priors=dataset_spec(config.dataset.kind).prior_family,
+        class_names=state.data.class_names,
+        category_ids=state.data.category_ids,
+        dataset_kind=state.data.kind,
+        normalization=normalization_name(config),
+        channels_last=state.precision.channels_last,
+        iterations=iterations,
+    )
+
+
+__all__ = ["TrainingState", "build_training", "train"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -15,7 +16,7 @@ class TrainingDiverged(RuntimeError):
 
 
 class HookBase:
-    """Called by :class:`Trainer` around the loop; ``self.trainer`` is set when the hook is registered."""
+    """Called by :class:`Trainer` around the loop; ``self.trainer`` (a weak proxy) is set when it is registered."""
 
     trainer: Trainer
 
@@ -42,6 +43,7 @@ class Trainer:
 
     def __init__(
         self,
+        *,
         model: nn.Module,
         criterion,
         optimizer: torch.optim.Optimizer,
@@ -69,7 +71,7 @@ class Trainer:
 
     def register_hooks(self, hooks: Sequence[HookBase]) -> None:
         for hook in hooks:
-            hook.trainer = self
+            hook.trainer = weakref.proxy(self)  # the trainer owns its hooks; a hook does not keep it alive
             self._hooks.append(hook)
 
     def train(self) -> None:
@@ -85,9 +87,13 @@ class Trainer:
                 for hook in self._hooks:
                     hook.after_step()
         finally:
-            # Release the loader's iterator now, so its workers are told to stop and exit. Left to the interpreter's
-            # exit, multiprocessing would SIGTERM them, which they ignore (see data.loader), and wait forever.
-            self._data = None
+            # Stop the loader's workers now. Left to the interpreter's exit, multiprocessing would SIGTERM them, which
+            # they ignore (see data.loader), and wait forever; dropping our reference is not enough when a worker's
+            # error is being raised, as its traceback keeps the iterator alive (a cycle only gc would break).
+            data, self._data = self._data, None
+            shutdown = getattr(data, "_shutdown_workers", None)  # torch's iterator has no public way to stop them
+            if shutdown is not None:
+                shutdown()
             for hook in self._hooks:
                 hook.after_train()
 

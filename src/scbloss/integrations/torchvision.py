@@ -22,7 +22,7 @@ from torchvision.models.detection.retinanet import RetinaNet
 from torchvision.models.detection.ssd import SSD
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
-from ..detection.weighting import WEIGHTINGS, object_weights
+from ..detection.weighting import check_weighting, object_weights
 
 
 def anchor_weights(matched_idxs: torch.Tensor, num_objects: int, weighting: str, alpha: float, beta: float):
@@ -141,10 +141,7 @@ def _retinanet_loss(self, targets, head_outputs, anchors, matched_idxs):
 
 def scale_balanced(model, weighting: str = "scb", alpha: float = 1.0, beta: float = 3.0, apply_to: str = "cls"):
     """Give a torchvision SSD or RetinaNet the scale-balanced loss (in place; returns the model)."""
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"unknown weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
-    if apply_to not in ("cls", "cls+loc"):
-        raise ValueError(f"apply_to must be 'cls' or 'cls+loc', got {apply_to!r}")
+    check_weighting(weighting, apply_to)
     options = {"weighting": {"weighting": weighting, "alpha": alpha, "beta": beta}, "apply_to": apply_to}
     if isinstance(model, SSD):
         model.scale_balanced = options

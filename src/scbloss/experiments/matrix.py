@@ -1,0 +1,65 @@
+"""The run matrix: the distinct training runs the tables need, the splits each is evaluated on, the figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..paths import eval_file
+from .run_config import train_split
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    dataset: str  # voc | coco (the family; toy or real data depends on the config)
+    model: str
+    weighting: str
+    variant: str = ""
+    seed: int = 0
+
+    @property
+    def id(self) -> str:
+        variant = f"-{self.variant}" if self.variant else ""
+        return f"{self.dataset}-{self.model}-{self.weighting}{variant}-s{self.seed}"
+
+    @property
+    def setting(self) -> Run:
+        """The same run without its seed: what a table row refers to."""
+        return Run(self.dataset, self.model, self.weighting, self.variant, 0)
+
+
+def metrics_path(runs_dir: str | Path, run_id: str, split: str) -> str:
+    """Where a run's evaluation on a split lives, under results/runs or an imported metrics_dir (same layout)."""
+    return eval_file(runs_dir, run_id, split)
+
+
+def row_run(spec: dict, row: dict, seed: int = 0) -> Run:
+    run = row["run"]
+    return Run(spec["dataset"], run["model"], run["weighting"], run.get("variant", ""), seed)
+
+
+def runs_for_tables(specs: list[dict], seeds: int) -> list[Run]:
+    """Distinct runs the tables need (each seed a run), in a stable order."""
+    return sorted({row_run(spec, row, seed) for spec in specs for row in spec["rows"] for seed in range(seeds)})
+
+
+def eval_splits(specs: list[dict], run: Run) -> list[str]:
+    """The evaluation splits a run is needed on (a VOC run on 'test', a COCO run on 'val', ...)."""
+    return sorted({spec["split"] for spec in specs for row in spec["rows"] if row_run(spec, row) == run.setting})
+
+
+def figure_entries(config: dict, runs) -> list[dict]:
+    """The matching-statistics figures (paper Figs. 1 and 3): those the config lists, plus, with
+    `figures.every_trained_model`, one per dataset x model of the runs on its training split; distinct, in order."""
+    figures = config.get("figures") or {}
+    entries = [{**entry, "augment": bool(entry.get("augment"))} for entry in figures.get("match_stats", [])]
+    if figures.get("every_trained_model"):
+        pairs = dict.fromkeys((run.dataset, run.model) for run in sorted(runs))
+        entries += [{"dataset": d, "model": m, "split": train_split(config, d), "augment": False} for d, m in pairs]
+    distinct = {}
+    for entry in entries:
+        distinct.setdefault((entry["dataset"], entry["model"], entry["split"], entry["augment"]), entry)
+    return list(distinct.values())
+
+
+__all__ = ["Run", "eval_splits", "figure_entries", "metrics_path", "row_run", "runs_for_tables"]

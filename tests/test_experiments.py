@@ -1,0 +1,33 @@
+"""The experiments package: the measured training rates it plans with come from the detectors' throughput.yaml."""
+
+import importlib.resources
+
+import yaml
+
+from scbloss import detectors
+from scbloss.experiments import training_rate
+
+
+def _table() -> dict:
+    return yaml.safe_load(importlib.resources.files("scbloss.detectors").joinpath("throughput.yaml").read_text())
+
+
+def test_every_builtin_detector_has_a_rate_per_device_and_the_registry_returns_it():
+    table = _table()
+    builtins = detectors.names()[:7]
+    assert set(table["rates"]) == set(builtins)
+    for name in builtins:
+        assert set(table["rates"][name]) == set(table["devices"]), name
+        for device, entry in table["rates"][name].items():
+            rate = entry["images_per_s"] if isinstance(entry, dict) else entry
+            assert detectors.get(name).throughput[device].images_per_s == rate, (name, device)
+            config = {"throughput": {}, "throughput_on": device}
+            assert training_rate(config, name) == rate, (name, device)
+
+
+def test_a_rate_carries_its_provenance_and_per_entry_differences():
+    assert "batch 32, torch 2.11, 2026-11-26" in detectors.get("ssd300").throughput["h200"].measured
+    assert "benchmarks/README.md" in detectors.get("ssd300").throughput["h200"].measured
+    dssd513 = detectors.get("dssd513").throughput
+    assert "model-only" in dssd513["h200"].measured and "batch 20" in dssd513["h200"].measured
+    assert "batch 4" in dssd513["cpu"].measured and "batch 8" in detectors.get("ssd300").throughput["cpu"].measured
