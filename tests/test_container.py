@@ -58,7 +58,7 @@ def test_the_image_runs_the_cli_and_holds_the_pinned_dependencies(image):
         if line and not line.startswith("#"):
             name, version = line.lower().split("==")
             assert installed.get(name) == version, f"{name}: image has {installed.get(name)}, pinned {version}"
-    # the CUDA build whose runtime libraries the image carries (README: the driver a GPU node needs)
+    # the CUDA build whose runtime libraries the image carries (docs/containers.md: the driver a GPU node needs)
     torch = _in_image("python", "-c", "import torch; print(torch.__version__, torch.version.cuda)")
     assert torch.stdout.split() == ["2.14.1+cu130", "13.0"], torch.stdout + torch.stderr
 

@@ -32,10 +32,10 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A running one-node cluster, and the project's profile set up by name as the README says (in a config home
-    of the test's own), so the tests run exactly `snakemake --profile slurm`."""
+    """A running one-node cluster, and the project's profile set up by name as docs/cluster.md says (in a config
+    home of the test's own), so the tests run exactly `snakemake --profile slurm`."""
     env = {**os.environ, "SCBLOSS_SLURM_DIR": str(tmp_path_factory.mktemp("slurm"))}
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "cluster.md").read_text()
     block = readme[readme.index("<!-- profile-setup -->") :]
     setup = block.split("```sh\n", 1)[1].splitlines()[0]
     assert setup.startswith("mkdir -p") and "ln -sfn" in setup

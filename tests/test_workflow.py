@@ -128,7 +128,7 @@ def test_report_gathers_tables_and_figures(toy_pipeline, tmp_path):
 
 
 def test_tables_render_from_imported_metrics_without_training(toy_pipeline, tmp_path):
-    """Only the eval/ folders travel (as the README says); a run whose metrics were not copied reads "not run"."""
+    """Only the eval/ folders travel (as docs/cluster.md says); a run whose metrics were not copied reads "not run"."""
     results, config_file = toy_pipeline
     imported = tmp_path / "from-cluster"
     for eval_dir in (results / "runs").glob("*/eval"):
