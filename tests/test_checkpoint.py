@@ -53,6 +53,7 @@ def test_random_states_round_trip_through_a_weights_only_file(tmp_path):
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
 
 
+@pytest.mark.slow
 def test_the_cli_names_a_missing_checkpoint_in_one_line(tmp_path):
     result = subprocess.run(
         [
@@ -76,3 +77,17 @@ def test_the_cli_names_a_missing_checkpoint_in_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"scbloss: error: {tmp_path / 'absent.pt'}: no such file"
+
+
+def test_the_final_models_metadata_is_one_dataclass_written_and_read_in_one_place(tmp_path):
+    from scbloss.engine.checkpoint import ModelMeta
+    from scbloss.models import build_model
+
+    model = build_model("ssd300", 3, width=0.125)
+    meta = ModelMeta(model="ssd300", num_classes=3, width=0.125, class_names=["a", "b"], normalization="caffe")
+    torch.save({"model": model.state_dict(), "meta": meta.to_dict()}, tmp_path / "model_final.pt")
+    loaded, read = load_trained(tmp_path / "model_final.pt")
+    assert read == meta and read.priors == "voc" and read.category_ids is None and not loaded.training
+    torch.save({"model": model.state_dict(), "meta": {"width": 0.125}}, tmp_path / "incomplete.pt")
+    with pytest.raises(CheckpointError, match="incomplete.pt: its model metadata is incomplete"):
+        load_trained(tmp_path / "incomplete.pt")

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 from PIL import Image
 
@@ -63,6 +64,7 @@ def test_check_decodes_every_image_and_reports_every_problem(tmp_path, capsys):
     ) in text
 
 
+@pytest.mark.slow
 def test_a_workers_decode_error_reaches_the_user_as_one_line(tmp_path):
     toy = _toy(tmp_path, images=4)
     broken = toy / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000001.jpg"
@@ -99,6 +101,7 @@ def test_a_workers_decode_error_reaches_the_user_as_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_an_os_error_is_one_line_naming_the_path(tmp_path):
     (tmp_path / "a-file").write_text("")
     config = {"dataset": {"kind": "toy_voc", "root": str(tmp_path)}}

@@ -21,6 +21,8 @@ BUILD = REPO / "tests" / "container" / "build.sh"
 STANDIN = REPO / "tests" / "container"
 TAG = "localhost/scbloss:ci"
 
+pytestmark = pytest.mark.slow  # builds an image and runs pipelines in it
+
 needs_podman = pytest.mark.skipif(
     shutil.which("podman") is None or os.geteuid() != 0,
     reason="needs root and podman: bash tests/container/build.sh install",

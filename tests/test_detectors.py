@@ -109,6 +109,7 @@ def test_refinedet320_parameter_count_by_hand():
     assert _count(build_model("refinedet320", classes)) == _vgg_trunk() + extra + arm + tcb + odm
 
 
+@pytest.mark.slow
 def test_dssd321_parameter_count_by_hand():
     classes, per_loc = 81, 8
     model = build_model("dssd321", classes)
@@ -142,6 +143,7 @@ def test_dssd321_parameter_count_by_hand():
     assert _count(model) == resnet + extras + deconv + predict + heads
 
 
+@pytest.mark.slow
 def test_resnet101_weights_load_into_the_dssd_trunk(tmp_path):
     state = torchvision.models.resnet101().state_dict()
     torch.save(state, tmp_path / "r101.pth")

@@ -54,6 +54,7 @@ def test_same_draws_give_the_same_boxes_and_nearly_the_same_image(jpeg, seed):
     assert difference.mean() <= 0.01 and difference.quantile(0.99) <= 0.03 and difference.max() <= 0.1
 
 
+@pytest.mark.slow
 def test_the_workers_iou_crop_draws_torchvisions_crop_to_the_bit():
     """1,000 random images and boxes (integer and fractional corners): the same crop, the same kept boxes, and the
     random-number generator left in the same state as torchvision's RandomIoUCrop.make_params."""
@@ -138,6 +139,7 @@ def _device_draws(seeds):
     return rows
 
 
+@pytest.mark.slow
 def test_over_5000_draws_the_distributions_agree_with_torchvisions():
     """Independent draws (different seeds) of the CPU pipeline on real pixels and of the workers' draws on a meta
     image: two-sample KS tests on zoom factor, crop scale, crop aspect ratio and kept-box count, p > 0.01.

@@ -10,6 +10,7 @@ import sysconfig
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -109,6 +110,7 @@ def test_rule_python_runs_the_checkouts_package(tmp_path, monkeypatch):
     assert result.returncode == 0 and "render" in result.stdout, result.stderr
 
 
+@pytest.mark.slow
 def test_every_rule_command_runs_through_the_environments_python():
     code, output = run_snakemake("-n", "-p", "--forceall", "--configfile", str(REPO / "config" / "paper.yaml"))
     assert code == 0, output[-3000:]

@@ -68,6 +68,7 @@ def test_predict_maps_boxes_to_original_pixels_and_category_ids(toy):
         assert first.labels[hit.indices.item()] == label
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_voc_and_coco_layouts(toy, tmp_path):
     config = config_from_dict(
         {

@@ -27,6 +27,7 @@ def _losses(model, images):
     return model(images, TARGETS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("builder", ["ssd", "retinanet"])
 def test_weighting_none_gives_torchvisions_losses_exactly(builder):
     def build():
@@ -58,6 +59,7 @@ def _fixture(matched):
     return targets, {"cls_logits": logits, "bbox_regression": torch.zeros(1, 20, 4)}, anchors, [matched]
 
 
+@pytest.mark.slow
 def test_ssd_scb_loss_equals_the_hand_computed_fixture():
     model = scale_balanced(ssd300_vgg16(weights=None, weights_backbone=None, num_classes=3), weighting="scb")
     matched = torch.full((20,), -1)
@@ -89,6 +91,7 @@ def test_retinanet_scb_loss_equals_the_hand_computed_fixture():
     assert losses["classification"].item() == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_other_models_and_options_are_refused():
     with pytest.raises(TypeError, match="SSD or RetinaNet"):
         scale_balanced(torch.nn.Linear(1, 1))
@@ -98,6 +101,7 @@ def test_other_models_and_options_are_refused():
         scale_balanced(ssd300_vgg16(weights=None, weights_backbone=None, num_classes=3), apply_to="loc")
 
 
+@pytest.mark.slow
 def test_the_retinanet_example_trains_on_the_toy_data(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["retinanet_scb.py", "--iterations", "2", "--data", str(tmp_path / "toy")])
     result = runpy.run_path(str(REPO / "docs" / "examples" / "retinanet_scb.py"), run_name="__main__")

@@ -107,6 +107,7 @@ def test_loss_equals_float64_restatement(weighting, apply_to):
     assert out["loss_loc"].item() == pytest.approx(ref_loc, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_unweighted_loss_equals_torchvision_ssd_compute_loss():
     from torchvision.models.detection import ssd300_vgg16
 

@@ -10,6 +10,7 @@ def _params(module):
     return sum(p.numel() for p in module.parameters())
 
 
+@pytest.mark.slow
 def test_ssd300_parameter_count_equals_torchvision():
     from torchvision.models.detection import ssd300_vgg16
 

@@ -35,11 +35,13 @@ def _check_loaded(model, state):
 V1 = {"pretrained_backbone": "vgg16_imagenet1k_v1"}
 
 
+@pytest.mark.slow
 def test_load_from_local_file(vgg16_file):
     path, state = vgg16_file
     _check_loaded(build_model("ssd300", 21, backbone_file=str(path), **V1), state)
 
 
+@pytest.mark.slow
 def test_load_from_url(vgg16_file, tmp_path, monkeypatch):
     path, state = vgg16_file
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
@@ -50,6 +52,7 @@ def test_load_from_url(vgg16_file, tmp_path, monkeypatch):
     assert (tmp_path / "torch_home" / "hub" / "checkpoints" / path.name).is_file()
 
 
+@pytest.mark.slow
 def test_url_with_wrong_hash_is_refused(vgg16_file, tmp_path, monkeypatch):
     path, _ = vgg16_file
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
@@ -59,6 +62,7 @@ def test_url_with_wrong_hash_is_refused(vgg16_file, tmp_path, monkeypatch):
     assert not (tmp_path / "torch_home" / "hub" / "checkpoints" / "vgg16-00000000.pth").exists()
 
 
+@pytest.mark.slow
 def test_missing_file_wrong_width_wrong_file_and_wrong_architecture_are_named(vgg16_file, tmp_path):
     path, _ = vgg16_file
     with pytest.raises(FileNotFoundError, match="no such file"):
@@ -76,6 +80,7 @@ def test_missing_file_wrong_width_wrong_file_and_wrong_architecture_are_named(vg
         build_model("ssd300", 21, pretrained_backbone="resnet101_imagenet1k_v1")
 
 
+@pytest.mark.slow
 def test_caffe_features_with_a_nan_classifier_leave_fc6_fc7_to_their_initialisation(tmp_path):
     """torchvision's IMAGENET1K_FEATURES port: valid conv layers, NaN classifier. The convs load, the NaN does not
     reach fc6/fc7 (they keep the Xavier values a model built with the same seed has)."""
@@ -92,6 +97,7 @@ def test_caffe_features_with_a_nan_classifier_leave_fc6_fc7_to_their_initialisat
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_caffe_reduced_fc_weights_fill_fc6_fc7(tmp_path):
     """ssd.pytorch's vgg16_reducedfc.pth layout: fc6 at 31, fc7 at 33, already 1024 channels."""
     state = torchvision.models.vgg16(weights=None).state_dict()

@@ -3,6 +3,7 @@ the train.yaml that Snakemake resolves from config/paper.yaml for every paper ru
 
 import re
 
+import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
@@ -17,6 +18,7 @@ def _cards() -> dict[str, dict]:
     return {card.pop("model"): card for card in cards}
 
 
+@pytest.mark.slow
 def test_every_paper_run_trains_the_recipe_of_its_card(tmp_path):
     cards = _cards()
     assert set(cards) == {"ssd300", "ssd512", "fssd300", "fssd512", "dssd321", "dssd513", "refinedet320"}

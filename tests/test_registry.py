@@ -62,6 +62,7 @@ def _tables_with_extra_rows(folder):
     return tables
 
 
+@pytest.mark.slow
 def test_an_eighth_detector_is_one_module_plus_table_rows(tmp_path):
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     config.update(
@@ -79,6 +80,7 @@ def test_an_eighth_detector_is_one_module_plus_table_rows(tmp_path):
     assert "voc-tiny128-scb-s0" in output and "voc-tiny128-none-s0" in output
 
 
+@pytest.mark.slow
 def test_the_extra_detector_trains_end_to_end(tmp_path):
     from scbloss.data.toy import ToyConfig, generate_toy
 
@@ -145,6 +147,7 @@ def test_a_wrong_table_row_is_named_with_its_file(tmp_path, change, message):
         load_table_spec(tmp_path / "table2.yaml", SCHEMA)
 
 
+@pytest.mark.slow
 def test_a_misspelt_weighting_fails_the_dry_run(tmp_path):
     tables = _tables_with_extra_rows(tmp_path)
     spec = yaml.safe_load((tables / "table1.yaml").read_text())

@@ -24,10 +24,13 @@ from conftest import reduced_config, reduced_outputs, table1_config, toy_config
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("slurmctld") is None or os.geteuid() != 0,
-    reason="needs root and Debian's slurm: bash tests/slurm/cluster.sh install",
-)
+pytestmark = [
+    pytest.mark.slow,  # a cluster and Snakemake runs
+    pytest.mark.skipif(
+        shutil.which("slurmctld") is None or os.geteuid() != 0,
+        reason="needs root and Debian's slurm: bash tests/slurm/cluster.sh install",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ def pair():
     return ours, theirs
 
 
+@pytest.mark.slow
 def test_priors_are_torchvisions_anchors_in_the_same_order(pair):
     ours, theirs = pair
     images = torch.zeros(1, 3, 300, 300)
@@ -29,6 +30,7 @@ def test_priors_are_torchvisions_anchors_in_the_same_order(pair):
     assert torch.allclose(ours.priors * 300, anchors, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_same_weights_and_input_give_the_same_head_outputs(pair):
     ours, theirs = pair
     images = torch.randn(2, 3, 300, 300, generator=torch.Generator().manual_seed(1)) * 60
@@ -39,6 +41,7 @@ def test_the_same_weights_and_input_give_the_same_head_outputs(pair):
     assert (conf - head["cls_logits"]).abs().max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_matched_post_processing_gives_the_same_detections(pair):
     """torchvision's settings (score > 0.01, 400 candidates per class, NMS 0.45, 200 per image) are ours."""
     ours, theirs = pair
@@ -67,6 +70,7 @@ def test_matched_post_processing_gives_the_same_detections(pair):
         assert torch.allclose(mine["boxes"] * 300, reference["boxes"], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_weights_convert_back_to_torchvision(pair):
     ours, theirs = pair
     back = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=91)
@@ -85,6 +89,7 @@ def torchvision_file(pair, tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_starting_from_torchvisions_detector_keeps_the_datasets_classes(pair, torchvision_file):
     """COCO category ids 1, 3, 5, 7 (the toy set's): the heads keep background + those 4 columns, in that order."""
     from scbloss.models.torchvision_ssd import load_torchvision_detector
@@ -101,6 +106,7 @@ def test_starting_from_torchvisions_detector_keeps_the_datasets_classes(pair, to
     assert "but the classification heads" in load_torchvision_detector(other, str(torchvision_file), None)
 
 
+@pytest.mark.slow
 def test_torchvisions_published_model_is_evaluated_with_one_command(pair, torchvision_file, tmp_path, monkeypatch):
     """`scbloss evaluate --checkpoint torchvision_coco`: its 91 outputs are COCO ids, its input is torchvision's."""
     from scbloss.cli import main

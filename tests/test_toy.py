@@ -13,6 +13,7 @@ def toy(tmp_path_factory):
     return generate_toy(tmp_path_factory.mktemp("toy") / "toy", ToyConfig(train_images=60, test_images=20, seed=3))
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed(toy, tmp_path):
     again = generate_toy(tmp_path / "again", ToyConfig(train_images=60, test_images=20, seed=3))
     other = generate_toy(tmp_path / "other", ToyConfig(train_images=60, test_images=20, seed=4))

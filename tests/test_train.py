@@ -142,6 +142,7 @@ def uninterrupted(toy, tmp_path_factory):
     [(signal.SIGTERM, False, 0), (signal.SIGTERM, True, 2), (signal.SIGUSR1, True, 2)],
     ids=["TERM-to-main", "TERM-to-group-2-workers", "USR1-to-group-2-workers"],
 )
+@pytest.mark.slow
 def test_a_stop_signal_then_resume_equals_an_uninterrupted_run(toy, tmp_path, uninterrupted, signum, to_group, workers):
     """As SLURM and `timeout` do, the signal may reach every process of the group, DataLoader workers included:
     the run still saves at the iteration it stopped and resumes bit for bit."""
@@ -192,6 +193,7 @@ def _interrupt_at(monkeypatch, iteration: int) -> None:
     monkeypatch.setattr(SingleShotCriterion, "__call__", signalling)
 
 
+@pytest.mark.slow
 def test_resuming_with_a_config_that_changes_the_result_is_refused(toy, tmp_path, monkeypatch):
     _interrupt_at(monkeypatch, 2)
     with pytest.raises(Interrupted):
@@ -219,6 +221,7 @@ def test_resuming_with_a_config_that_changes_the_result_is_refused(toy, tmp_path
         train(config_from_dict(_config(toy, lr=5e-3)), tmp_path / "run")  # finished: an error, not "done"
 
 
+@pytest.mark.slow
 def test_a_final_model_file_in_place_of_the_checkpoint_is_named(toy, tmp_path):
     final = train(config_from_dict(_config(toy, max_iter=2)), tmp_path / "done")
     (tmp_path / "run").mkdir()
@@ -234,6 +237,7 @@ def test_a_final_model_file_in_place_of_the_checkpoint_is_named(toy, tmp_path):
         train(config_from_dict(_config(toy, max_iter=2)), tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(toy, tmp_path, monkeypatch):
     from scbloss.detection.loss import MultiBoxLoss
 
@@ -254,6 +258,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(toy, tmp_path, monk
     assert not (tmp_path / "run" / FINAL_MODEL).exists()
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_trained_again(toy, tmp_path):
     config = config_from_dict(_config(toy, max_iter=2))
     final = train(config, tmp_path / "run")
@@ -305,6 +310,7 @@ def _signal_rank_after_three_rows(launcher, folder, rank, signum):
     os.kill(_rank_pid(launcher, rank), signum)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("updates, weight_tolerance", [(1, 1e-5), (4, 1e-4)])
 def test_two_processes_make_the_updates_of_one(toy, tmp_path, updates, weight_tolerance):
     """DistributedDataParallel on the CPU (gloo), two ranks of 2 images against one process of 4: the same loss at
@@ -332,6 +338,7 @@ def test_two_processes_make_the_updates_of_one(toy, tmp_path, updates, weight_to
     assert max(((a[k] - b[k]).norm() / b[k].norm()).item() for k in a) <= weight_tolerance
 
 
+@pytest.mark.slow
 def test_a_signal_to_one_rank_stops_both_at_the_same_iteration(toy, tmp_path):
     """SIGTERM to rank 1 only: both ranks stop after the same step, rank 0 writes one checkpoint, and the resumed
     two-rank run ends with the uninterrupted one's weights."""
@@ -353,6 +360,7 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_iteration(toy, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_takes_the_run_down_with_a_message(toy, tmp_path):
     """SIGKILL to rank 1: torchrun ends rank 0 too and names the failed rank; nothing hangs."""
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(_config(toy, max_iter=400, batch_size=4, batch_norm=False)))
@@ -362,6 +370,7 @@ def test_a_rank_that_dies_takes_the_run_down_with_a_message(toy, tmp_path):
     assert run.returncode != 0 and "Signal 9 (SIGKILL) received by PID" in output, output[-3000:]
 
 
+@pytest.mark.slow
 def test_every_loss_term_of_a_criterion_is_logged(toy, tmp_path):
     """RefineDet's criterion returns ARM and ODM terms: the log, the curves' input, has a column for each."""
     final = train(config_from_dict(_config(toy, model="refinedet320", max_iter=2, variant="arm_odm")), tmp_path / "run")
@@ -386,6 +395,7 @@ def test_every_loss_term_of_a_criterion_is_logged(toy, tmp_path):
     [{"augment_on": "gpu"}, {"precision": "bf16"}, {"compile": "true"}],
     ids=["augmentation-on-the-device", "bf16", "compiled"],
 )
+@pytest.mark.slow
 def test_every_mode_resumes_exactly_and_saves_plain_weights(toy, tmp_path, monkeypatch, settings):
     """The device augmentation path (here on CPU tensors), bf16 autocast with channels_last, and torch.compile
     (with its eager backend, to stay fast on a CPU): a run stopped at iteration 2 and resumed ends with the weights

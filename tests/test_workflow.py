@@ -12,6 +12,8 @@ import yaml
 from conftest import REPO
 from conftest import run_snakemake as _snakemake
 
+pytestmark = pytest.mark.slow  # every test runs Snakemake; most of them on the whole toy pipeline
+
 
 def _job_counts(output: str) -> dict[str, int]:
     table = output[output.index("Job stats:") :]

@@ -12,7 +12,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..conventions import SIZE_BUCKETS, size_bucket_of_area
-from .records import DatasetError, DetectionSet
+from .records import DatasetError, DetectionSet, size_mismatch, undecodable
 
 
 def size_bucket(boxes: np.ndarray, plus_one: bool) -> np.ndarray:
@@ -50,10 +50,8 @@ def decode_problem(file: Path, width: int, height: int) -> str | None:
             image.load()  # decodes every pixel: a truncated JPEG fails here, not at open()
             size = image.size
     except (OSError, Image.DecompressionBombError) as error:
-        return f"{file}: cannot decode image ({error})"
-    if size != (width, height):
-        return f"{file}: image is {size[0]}x{size[1]}, annotation says {width}x{height}"
-    return None
+        return undecodable(file, error)
+    return size_mismatch(file, *size, width, height)
 
 
 def check_images(sizes: dict[Path, tuple[int, int]], workers: int | None = None, progress: bool = True) -> list[str]:

@@ -28,7 +28,7 @@ from torchvision.ops import roi_align
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .records import DatasetError
+from .records import DatasetError, size_mismatch, undecodable
 from .transforms import fill_colour, normalization, train_transform
 
 _JPEG_MAGIC = b"\xff\xd8"
@@ -175,11 +175,9 @@ def _decode(samples: list[RawSample], device: torch.device) -> list[torch.Tensor
             if images[i] is None:
                 images[i] = _decode_one(sample, device)
     for image, sample in zip(images, samples):
-        if tuple(image.shape[1:]) != (sample.height, sample.width):
-            raise DatasetError(
-                f"{sample.file}: image is {image.shape[2]}x{image.shape[1]}, annotation says "
-                f"{sample.width}x{sample.height}"
-            )
+        problem = size_mismatch(sample.file, image.shape[2], image.shape[1], sample.width, sample.height)
+        if problem:
+            raise DatasetError(problem)
     return images
 
 
@@ -187,7 +185,7 @@ def _decode_one(sample: RawSample, device: torch.device) -> torch.Tensor:
     try:
         return torchvision.io.decode_image(sample.data, mode=torchvision.io.ImageReadMode.RGB).to(device)
     except RuntimeError as error:
-        raise DatasetError(f"{sample.file}: cannot decode image ({error})") from error
+        raise DatasetError(undecodable(sample.file, error)) from error
 
 
 def photometric(image: torch.Tensor, params: dict) -> torch.Tensor:

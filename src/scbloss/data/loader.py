@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from .records import DatasetError, DetectionSet
+from .records import DatasetError, DetectionSet, size_mismatch, undecodable
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -41,12 +41,10 @@ class DetectionDataset(Dataset):
             with Image.open(record.file) as handle:
                 image = pil_to_tensor(handle.convert("RGB"))
         except OSError as error:
-            raise DatasetError(f"{record.file}: cannot decode image ({error})") from error
-        if tuple(image.shape[1:]) != (record.height, record.width):
-            raise DatasetError(
-                f"{record.file}: image is {image.shape[2]}x{image.shape[1]}, annotation says "
-                f"{record.width}x{record.height}"
-            )
+            raise DatasetError(undecodable(record.file, error)) from error
+        problem = size_mismatch(record.file, image.shape[2], image.shape[1], record.width, record.height)
+        if problem:
+            raise DatasetError(problem)
         keep = record.counted() if self.train else np.ones(len(record), dtype=bool)
         boxes = tv_tensors.BoundingBoxes(
             torch.from_numpy(record.boxes[keep]).reshape(-1, 4), format="XYXY", canvas_size=image.shape[1:]

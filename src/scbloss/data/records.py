@@ -15,6 +15,18 @@ class DatasetError(ValueError):
     """Bad dataset content; the message names the file and the problem."""
 
 
+def undecodable(file, error: Exception) -> str:
+    """The problem of an image file that does not decode."""
+    return f"{file}: cannot decode image ({error})"
+
+
+def size_mismatch(file, width: int, height: int, annotated_width: int, annotated_height: int) -> str | None:
+    """The problem of an image whose decoded size is not its annotation's; None when they agree."""
+    if (width, height) == (annotated_width, annotated_height):
+        return None
+    return f"{file}: image is {width}x{height}, annotation says {annotated_width}x{annotated_height}"
+
+
 @dataclass
 class ImageRecord:
     """One image. boxes: [N, 4] float32 xyxy in original pixels (0-based); labels: [N] int64 in 1..C.
@@ -76,4 +88,4 @@ def sanitize_boxes(
     return clipped, keep
 
 
-__all__ = ["DatasetError", "DetectionSet", "ImageRecord", "sanitize_boxes"]
+__all__ = ["DatasetError", "DetectionSet", "ImageRecord", "sanitize_boxes", "size_mismatch", "undecodable"]
