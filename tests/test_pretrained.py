@@ -126,3 +126,43 @@ def test_caffe_reduced_fc_weights_fill_fc6_fc7(tmp_path):
             backbone_file=str(tmp_path / "features.pth"),
             fc_weights=str(tmp_path / "half.pth"),
         )
+
+
+@pytest.mark.slow
+def test_mmcvs_caffe_vgg16_with_its_fc6_fc7_loads_from_a_url(tmp_path, monkeypatch):
+    """open-mmlab://vgg16_caffe as mmcv stores it: mmdetection SSDVGG's names, fc6 at features.31 and fc7 at
+    features.33, wrapped in {"state_dict": ...}; served as torch.hub names files, hash-checked."""
+    conv = torchvision.models.vgg16(weights=None).features.state_dict()
+    state = {f"features.{key}": value for key, value in conv.items()}
+    state |= {
+        "features.31.weight": torch.randn(1024, 512, 3, 3),
+        "features.31.bias": torch.randn(1024),
+        "features.33.weight": torch.randn(1024, 1024, 1, 1),
+        "features.33.bias": torch.randn(1024),
+    }
+    staging = tmp_path / "staging.pth"
+    torch.save({"state_dict": state}, staging)
+    name = f"vgg16_caffe-{hashlib.sha256(staging.read_bytes()).hexdigest()[:8]}.pth"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    with LocalServer() as server:
+        server.files[f"/{name}"] = staging.read_bytes()
+        model = build_model("ssd300", 21, pretrained_backbone="vgg16_caffe_mmcv", backbone_file=f"{server.base}/{name}")
+    trunk = model.trunk
+    assert torch.equal(trunk.features[0].weight, state["features.0.weight"])
+    assert torch.equal(trunk.features[28].bias, state["features.28.bias"])
+    assert torch.equal(trunk.fc[1].weight, state["features.31.weight"])
+    assert torch.equal(trunk.fc[3].bias, state["features.33.bias"])
+    del state["features.33.bias"]
+    torch.save(state, tmp_path / "no_fc7_bias.pth")
+    with pytest.raises(ValueError, match="no_fc7_bias.pth: not mmcv's VGG16 .*missing features.33.bias"):
+        build_model(
+            "ssd300", 21, pretrained_backbone="vgg16_caffe_mmcv", backbone_file=str(tmp_path / "no_fc7_bias.pth")
+        )
+
+
+def test_mmcvs_caffe_vgg16_takes_the_paper_codes_normalisation():
+    from scbloss.data.transforms import normalization
+    from scbloss.detectors.backbones import backbone_weights
+
+    mean, std = normalization(backbone_weights("vgg16_caffe_mmcv").normalization)
+    assert [round(m * 255, 3) for m in mean] == [123.675, 116.28, 103.53] and std == (1 / 255,) * 3

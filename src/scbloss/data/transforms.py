@@ -12,7 +12,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Caffe's VGG16 (and torchvision's SSD): 0-255 RGB pixels minus the mean pixel (123, 117, 104), no scaling.
 CAFFE_MEAN = (0.48235, 0.45882, 0.40784)
 CAFFE_STD = (1 / 255, 1 / 255, 1 / 255)
-NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "caffe": (CAFFE_MEAN, CAFFE_STD)}
+# mmcv's Caffe VGG16 as the paper's released code feeds it (SCB_Loss configs/pascal_voc/ssd300_voc.py L47:
+# mean [123.675, 116.28, 103.53], std [1, 1, 1], to_rgb=True): 0-255 RGB minus ImageNet's mean pixel.
+MMDET_CAFFE_MEAN = tuple(v / 255 for v in (123.675, 116.28, 103.53))
+NORMALIZATIONS = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "caffe": (CAFFE_MEAN, CAFFE_STD),
+    "mmdet_caffe": (MMDET_CAFFE_MEAN, CAFFE_STD),
+}
 
 
 def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -12,6 +12,7 @@ import torch
 
 from ..detectors.refinedet import REFINEDET_VARIANTS
 from .loss import MultiBoxLoss, Target
+from .priors import targets_for_loss
 
 ARM_REJECT = 0.01  # RefineDet: anchors whose ARM objectness is at most this are not ODM negatives, nor detections
 
@@ -24,7 +25,7 @@ class SingleShotCriterion:
 
     def __call__(self, outputs, model, targets: Sequence[Target]) -> dict[str, torch.Tensor]:
         loc, conf = outputs
-        return self.loss(loc.float(), conf.float(), model.priors, targets)
+        return self.loss(loc.float(), conf.float(), model.loss_priors, targets_for_loss(model.layout, targets))
 
 
 class RefineDetCriterion:

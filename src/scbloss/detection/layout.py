@@ -13,6 +13,11 @@ class PriorLayout:
     [0, 1]; centres are left where the grid puts them, even when that is just outside the image (e.g. the last
     column of the 10x10 map of SSD300 lies at cx = 9.5 * 32 / 300 = 1.013). ssd.pytorch clamps the whole
     (cx, cy, w, h) tuple instead, which moves 114 of SSD300's 8732 priors; choose that with ``clip="cxcywh"``.
+
+    ``generator`` says how the same sizes become boxes: "ssd" as above (Caffe SSD, torchvision), or "mmdet_v1" as
+    mmdetection v1.0's SSDHead builds its anchors, which the paper's released code trains with: pixel boxes
+    rounded to whole pixels, centred at (step - 1) / 2 + i * step, never clipped, with inclusive pixel edges
+    (see :func:`scbloss.detection.priors.generate_priors`).
     """
 
     image_size: int
@@ -22,6 +27,7 @@ class PriorLayout:
     max_sizes: tuple[float, ...]  # 0 for a level without the large square
     aspect_ratios: tuple[tuple[float, ...], ...]
     clip: str = "wh"  # "wh" (torchvision), "cxcywh" (ssd.pytorch) or "none" (Caffe VOC recipe)
+    generator: str = "ssd"  # "ssd" or "mmdet_v1"
 
     def __post_init__(self) -> None:
         per_level = (self.feature_maps, self.steps, self.min_sizes, self.max_sizes, self.aspect_ratios)
@@ -32,6 +38,10 @@ class PriorLayout:
             )
         if self.clip not in ("wh", "cxcywh", "none"):
             raise ValueError(f"PriorLayout: clip must be 'wh', 'cxcywh' or 'none', got {self.clip!r}")
+        if self.generator not in ("ssd", "mmdet_v1"):
+            raise ValueError(f"PriorLayout: generator must be 'ssd' or 'mmdet_v1', got {self.generator!r}")
+        if self.generator == "mmdet_v1" and self.clip != "none":
+            raise ValueError("PriorLayout: mmdetection v1's anchors are never clipped; give clip='none'")
 
     def priors_per_location(self) -> list[int]:
         """Priors at each cell of each level: one or two squares (two when a max size is set), two per aspect ratio."""

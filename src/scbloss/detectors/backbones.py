@@ -33,6 +33,16 @@ BACKBONE_WEIGHTS = {
             "them (Xavier) unless fc_weights gives Caffe's reduced fc6/fc7",
         ),
         BackboneWeights(
+            "vgg16_caffe_mmcv",
+            # mmcv's open-mmlab://vgg16_caffe (mmcv/runner/urls.py names the same file on an older host), which the
+            # paper's released code starts SSD from (SCB_Loss configs/pascal_voc/ssd300_voc.py L5)
+            "https://download.openmmlab.com/pretrain/third_party/vgg16_caffe-292e1171.pth",
+            "scbloss.models.pretrained:load_vgg16_mmcv",
+            "mmdet_caffe",
+            "mmcv's Caffe VGG16 (open-mmlab://vgg16_caffe) in mmdetection's SSDVGG layout: conv1_1-conv5_3 and "
+            "Caffe's reduced fc6/fc7 (features.31, features.33), as the paper's released code loads it",
+        ),
+        BackboneWeights(
             "vgg16_imagenet1k_v1",
             "https://download.pytorch.org/models/vgg16-397923af.pth",
             "scbloss.models.pretrained:load_vgg16",

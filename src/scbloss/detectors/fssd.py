@@ -18,7 +18,7 @@ FSSD300 = register(
         name="fssd300",
         network="scbloss.models.fssd:FSSD",
         layouts={family: _with_ratio_3_below(layout) for family, layout in SSD300_LAYOUTS.items()},
-        backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
+        backbone_weights=("vgg16_caffe", "vgg16_caffe_mmcv", "vgg16_imagenet1k_v1"),
         summary="FSSD: conv4_3, fc7, conv7_2 fused at 38x38, BatchNorm, new pyramid; 11620 priors",
     )
 )
@@ -28,7 +28,7 @@ FSSD512 = register(
         name="fssd512",
         network="scbloss.models.fssd:FSSD",
         layouts={family: _with_ratio_3_below(layout) for family, layout in SSD512_LAYOUTS.items()},
-        backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
+        backbone_weights=("vgg16_caffe", "vgg16_caffe_mmcv", "vgg16_imagenet1k_v1"),
         summary="FSSD at 512 px, 32756 priors",
     )
 )

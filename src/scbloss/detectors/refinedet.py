@@ -19,7 +19,7 @@ REFINEDET320 = register(
         network="scbloss.models.refinedet:RefineDet",
         layouts={"voc": REFINEDET320_LAYOUT, "coco": REFINEDET320_LAYOUT},
         criterion="scbloss.detection.criterion:RefineDetCriterion",
-        backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
+        backbone_weights=("vgg16_caffe", "vgg16_caffe_mmcv", "vgg16_imagenet1k_v1"),
         variants=REFINEDET_VARIANTS,
         summary="RefineDet: ARM on conv4_3/conv5_3/fc7/conv6_2, TCBs, ODM on refined anchors; 6375 anchors",
     )

@@ -55,7 +55,7 @@ SSD300 = register(
         name="ssd300",
         network="scbloss.models.ssd:SSD",
         layouts=SSD300_LAYOUTS,
-        backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
+        backbone_weights=("vgg16_caffe", "vgg16_caffe_mmcv", "vgg16_imagenet1k_v1"),
         summary="SSD on VGG16 (L2Norm conv4_3, dilated fc6/fc7), 8732 priors",
     )
 )
@@ -65,7 +65,7 @@ SSD512 = register(
         name="ssd512",
         network="scbloss.models.ssd:SSD",
         layouts=SSD512_LAYOUTS,
-        backbone_weights=("vgg16_caffe", "vgg16_imagenet1k_v1"),
+        backbone_weights=("vgg16_caffe", "vgg16_caffe_mmcv", "vgg16_imagenet1k_v1"),
         summary="SSD on VGG16 at 512 px, 24564 priors",
     )
 )

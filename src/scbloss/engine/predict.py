@@ -14,6 +14,7 @@ from ..data.loader import DetectionDataset, make_loader
 from ..data.records import DetectionSet
 from ..data.transforms import eval_transform, normalization
 from ..detection import postprocess
+from ..detection.priors import detections_from_priors_frame
 
 
 @torch.no_grad()
@@ -50,7 +51,8 @@ def predict(
         loc, conf, priors = model.detection_inputs(model(images.to(device, memory_format=memory_format)))
         for detections, target in zip(postprocess(loc.float(), conf.float(), priors, score_threshold), targets):
             height, width = target["orig_size"]
-            boxes = detections["boxes"].cpu() * torch.tensor([width, height, width, height])
+            boxes = detections_from_priors_frame(model.layout, detections["boxes"].cpu())
+            boxes = boxes * torch.tensor([width, height, width, height])
             xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
             for box, score, label in zip(xywh.tolist(), detections["scores"].tolist(), detections["labels"].tolist()):
                 results.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..detection.priors import PriorLayout, generate_priors
+from ..detection.priors import PriorLayout, generate_priors, priors_for_loss
 
 
 def xavier_init(*modules: nn.Module) -> None:
@@ -22,7 +22,8 @@ class SingleShotDetector(nn.Module):
     """Subclasses build ``head`` and implement ``features``; ``forward(images)`` -> (loc [B,A,4], conf [B,A,C]).
 
     ``num_classes`` counts the background, as torchvision's detection models do; ``priors`` ([A, 4], normalized
-    xyxy, in the order of the head outputs) is a non-persistent buffer.
+    xyxy, in the order of the head outputs) and ``loss_priors`` (the same priors in the frame the loss matches in,
+    see :func:`scbloss.detection.priors.priors_for_loss`) are non-persistent buffers.
     """
 
     def __init__(self, layout: PriorLayout, num_classes: int) -> None:
@@ -33,6 +34,7 @@ class SingleShotDetector(nn.Module):
             )
         self.layout, self.num_classes = layout, num_classes
         self.register_buffer("priors", generate_priors(layout), persistent=False)
+        self.register_buffer("loss_priors", priors_for_loss(layout), persistent=False)
 
     def recipe(self, recipes: dict, levels_before: int) -> list:
         """The layer recipe for this layout's input size, checked to give one map per prior level."""

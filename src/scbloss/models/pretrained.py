@@ -98,6 +98,32 @@ def load_vgg16(
     trunk.load_state_dict(own)
 
 
+def load_vgg16_mmcv(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str = "state dict",
+    fc_state: dict | None = None,
+    fc_source: str = "fc weights",
+) -> None:
+    """mmcv's Caffe VGG16 (``open-mmlab://vgg16_caffe``) into ``model.trunk``: mmdetection's SSDVGG numbers its
+    layers as torchvision's VGG16 does (conv1_1 ``features.0`` .. conv5_3 ``features.28``) and continues with
+    pool5 (30), fc6 (``features.31``, 1024x512x3x3) and fc7 (``features.33``, 1024x1024x1x1), which the file holds:
+    Caffe's reduced fc layers. A checkpoint wrapped as {"state_dict": ...} or saved from DataParallel
+    ("module." names) is read as mmcv reads it."""
+    if fc_state is not None:
+        raise ValueError(f"{fc_source}: {source} holds its own fc6/fc7; give no fc_weights with it")
+    state = state.get("state_dict", state)
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    fc = {f"features.31.{k}": f"31.{k}" for k in ("weight", "bias")} | {
+        f"features.33.{k}": f"33.{k}" for k in ("weight", "bias")
+    }
+    absent = [key for key in fc if key not in state]
+    if absent:
+        raise ValueError(f"{source}: not mmcv's VGG16 in SSDVGG's layout (missing {', '.join(absent)})")
+    convs = {key: value for key, value in state.items() if key not in fc}
+    load_vgg16(model, convs, source, {theirs: state[key] for key, theirs in fc.items()}, source)
+
+
 def load_resnet101(
     model: nn.Module,
     state: dict[str, torch.Tensor],
@@ -121,4 +147,4 @@ def load_resnet101(
     trunk.load_state_dict(wanted)
 
 
-__all__ = ["load_resnet101", "load_vgg16", "read_state_dict"]
+__all__ = ["load_resnet101", "load_vgg16", "load_vgg16_mmcv", "read_state_dict"]
