@@ -139,3 +139,40 @@ def test_torchvisions_published_model_is_evaluated_with_one_command(pair, torchv
     detections = json.loads((tmp_path / "eval" / "detections.json").read_text())
     assert metrics["checkpoint"] == "torchvision_coco" and "coco" in metrics
     assert detections and {d["category_id"] for d in detections} <= set(range(1, 91))
+
+
+@pytest.mark.slow
+def test_a_non_square_jpeg_through_predict_gives_torchvisions_detections(pair, tmp_path):
+    """torchvision's SSD normalizes, then resizes bilinearly without antialiasing to 300x300 and scales the boxes
+    back: our predict does the same, so on a 500x375 photo-like JPEG the detections agree."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from scbloss.data.records import DetectionSet, ImageRecord
+    from scbloss.data.transforms import normalization
+    from scbloss.engine.predict import predict
+
+    ours, theirs = pair
+    rng = np.random.default_rng(7)
+    canvas = Image.fromarray(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(12):
+        x, y = int(rng.integers(0, 440)), int(rng.integers(0, 320))
+        draw.rectangle([x, y, x + 60, y + 50], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    canvas.save(tmp_path / "photo.jpg", quality=90)
+    none = np.zeros((0,), dtype=bool)
+    record = ImageRecord(
+        1, tmp_path / "photo.jpg", 500, 375, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), none, none
+    )
+    data = DetectionSet([record], [f"c{i}" for i in range(1, 91)], "coco", category_ids=list(range(1, 91)))
+    got = predict(ours, data, batch_size=1, num_workers=0, progress=False, normalize=normalization("caffe"))
+    with Image.open(tmp_path / "photo.jpg") as handle:
+        pixels = torch.from_numpy(np.asarray(handle.convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+    with torch.no_grad():
+        expected = theirs([pixels])[0]
+    assert len(got) == len(expected["scores"]) > 0
+    order = sorted(range(len(got)), key=lambda i: -got[i]["score"])
+    assert [got[i]["category_id"] for i in order] == expected["labels"].tolist()
+    assert torch.allclose(torch.tensor([got[i]["score"] for i in order]), expected["scores"], atol=1e-4)
+    xywh = torch.tensor([got[i]["bbox"] for i in order])
+    assert torch.allclose(torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1), expected["boxes"], atol=0.05)

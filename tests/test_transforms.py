@@ -62,6 +62,20 @@ def test_normalization_and_test_pipeline():
     assert _white_extent(restored) == pytest.approx(target["boxes"][0].tolist(), abs=1.5)
 
 
+def test_the_test_resize_is_bilinear_without_antialiasing_in_float():
+    """torch.nn.functional.interpolate's bilinear (half-pixel centres, no antialias) of the normalized image."""
+    image = torch.randint(0, 256, (3, 375, 500), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    resized = eval_transform(300)(tv_tensors.Image(image))
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    normalized = (image.float() / 255 - mean) / std
+    reference = torch.nn.functional.interpolate(
+        normalized[None], size=(300, 300), mode="bilinear", align_corners=False, antialias=False
+    )[0]
+    assert torch.allclose(resized, reference, atol=1e-5)
+    antialiased = torch.nn.functional.interpolate(normalized[None], size=(300, 300), mode="bilinear", antialias=True)
+    assert (resized - antialiased[0]).abs().max() > 0.1  # the difference the change makes on a noisy image
+
+
 def _records(tmp_path, count=6):
     from PIL import Image
 

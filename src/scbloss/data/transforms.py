@@ -56,9 +56,15 @@ def train_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Trans
 
 
 def eval_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Transform:
-    """Resize to the model's input and normalize."""
+    """Normalize, then resize to the model's input, bilinearly without antialiasing, in float: as torchvision's
+    SSD does at test time (GeneralizedRCNNTransform: normalize, then interpolate) and as every SSD-family source
+    resizes (Caffe's and mmcv's OpenCV bilinear, ssd.pytorch's cv2.resize), none of which antialiases."""
     return v2.Compose(
-        [v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        [
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+            v2.Resize((size, size), interpolation=v2.InterpolationMode.BILINEAR, antialias=False),
+        ]
     )
 
 
