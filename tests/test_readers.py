@@ -107,3 +107,29 @@ def test_coco_missing_image_is_named(tmp_path):
     (tmp_path / "images" / "b.jpg").unlink()
     with pytest.raises(DatasetError, match=r"b.jpg \(id 3\) does not exist"):
         read_coco(path, tmp_path / "images")
+
+
+def test_coco_duplicate_ids_are_named_and_nothing_is_merged(tmp_path):
+    """pycocotools keeps one entry per id: a duplicated image id would put one image's boxes on the other, a
+    duplicated annotation id would lose one box and count another twice. Each is named with both entries."""
+    images = [
+        {"id": 7, "file_name": "a.jpg", "width": 100, "height": 80},
+        {"id": 7, "file_name": "b.jpg", "width": 100, "height": 80},
+    ]
+    with pytest.raises(DatasetError, match=r"images\[0\] and images\[1\] share the id 7 \(file_name 'a.jpg' and "):
+        read_coco(_coco(tmp_path, images=images), tmp_path / "images")
+    base = json.loads(_coco(tmp_path).read_text())
+    twice = [*base["annotations"], {**base["annotations"][0], "bbox": [1, 2, 3, 4]}]
+    with pytest.raises(
+        DatasetError, match=r"annotations\[0\] and annotations\[3\] share the id 1 .*bbox \[1, 2, 3, 4\]"
+    ):
+        read_coco(_coco(tmp_path, annotations=twice), tmp_path / "images")
+    problems = []
+    orphaned = [{**a, "image_id": 3} for a in base["annotations"]]  # every box on the duplicated id
+    with pytest.raises(DatasetError, match="and 1 more"):
+        read_coco(
+            _coco(tmp_path, images=images + [base["images"][1]], annotations=orphaned + twice[3:]),
+            tmp_path / "images",
+            problems=problems,
+        )
+    assert len(problems) == 2 and "images[0] and images[1] share the id 7" in problems[0]

@@ -39,6 +39,30 @@ def _bad_annotation(annotation: dict, images: set, categories: set) -> str | Non
     return None
 
 
+def _duplicate_ids(dataset: dict, annotation_file: Path) -> list[str]:
+    """Every id that two entries of a section share, each naming both entries."""
+    found = []
+    for section in ("images", "annotations", "categories"):
+        first = {}
+        for index, entry in enumerate(dataset[section]):
+            key = entry["id"]
+            if key in first:
+                found.append(
+                    f"{annotation_file}: {section}[{first[key]}] and {section}[{index}] share the id {key!r} "
+                    f"({_describe(dataset[section][first[key]])} and {_describe(entry)})"
+                )
+            else:
+                first[key] = index
+    return found
+
+
+def _describe(entry: dict) -> str:
+    for key in ("file_name", "name"):
+        if key in entry:
+            return f"{key} {entry[key]!r}"
+    return f"image_id {entry.get('image_id')!r}, bbox {entry.get('bbox')!r}"
+
+
 def load_coco_api(annotation_file: Path, problems: list[str] | None = None) -> COCO:
     """A pycocotools COCO object for a JSON file, after checking what every reader here relies on.
 
@@ -59,6 +83,12 @@ def load_coco_api(annotation_file: Path, problems: list[str] | None = None) -> C
             missing = [key for key in keys if key not in entry]
             if missing:
                 raise DatasetError(f"{annotation_file}: {section}[{index}] lacks {', '.join(missing)}")
+    duplicates = _duplicate_ids(dataset, annotation_file)
+    if duplicates:  # pycocotools would silently keep one entry per id: an image's boxes on another, a box lost
+        if problems is not None:
+            problems.extend(duplicates)
+        more = f" (and {len(duplicates) - 1} more)" if len(duplicates) > 1 else ""
+        raise DatasetError(f"{duplicates[0]}{more}; ids must be unique, nothing was read")
     images = {entry["id"] for entry in dataset["images"]}
     categories = {entry["id"] for entry in dataset["categories"]}
     kept = []

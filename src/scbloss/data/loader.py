@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -171,6 +172,23 @@ def collate(batch):
     return (torch.stack(images) if isinstance(images[0], torch.Tensor) else list(images)), list(targets)
 
 
+@contextlib.contextmanager
+def batches(loader: DataLoader):
+    """Iterate ``loader`` and stop its worker processes on every way out of the block.
+
+    Workers ignore SIGTERM (see ``_ignore_stop_signals``), so workers left to the interpreter's exit make
+    multiprocessing wait forever; and dropping the iterator is not enough when an error is being raised, because
+    a worker's error keeps the iterator alive in its traceback (a cycle only the garbage collector breaks).
+    """
+    iterator = iter(loader)
+    try:
+        yield iterator
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)  # torch's iterator has no public way to stop them
+        if shutdown is not None:
+            shutdown()
+
+
 def make_loader(
     dataset: Dataset, batch_sampler: Sampler | None = None, batch_size: int = 1, num_workers: int = 0
 ) -> DataLoader:
@@ -186,6 +204,7 @@ __all__ = [
     "EncodedDetectionDataset",
     "IterationBatchSampler",
     "RankSlice",
+    "batches",
     "collate",
     "make_loader",
     "sample_seed",

@@ -10,7 +10,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..atomic import write_text
-from ..data.loader import DetectionDataset, make_loader
+from ..data.loader import DetectionDataset, batches, make_loader
 from ..data.records import DetectionSet
 from ..data.transforms import eval_transform, normalization
 from ..detection import postprocess
@@ -47,22 +47,24 @@ def predict(
     )
     category_of = category_of or data.category_ids or list(range(1, data.num_classes + 1))
     results = []
-    for images, targets in tqdm(loader, desc="predict", disable=not progress, mininterval=10):
-        loc, conf, priors = model.detection_inputs(model(images.to(device, memory_format=memory_format)))
-        for detections, target in zip(postprocess(loc.float(), conf.float(), priors, score_threshold), targets):
-            height, width = target["orig_size"]
-            boxes = detections_from_priors_frame(model.layout, detections["boxes"].cpu())
-            boxes = boxes * torch.tensor([width, height, width, height])
-            xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
-            for box, score, label in zip(xywh.tolist(), detections["scores"].tolist(), detections["labels"].tolist()):
-                results.append(
-                    {
-                        "image_id": target["image_id"],
-                        "category_id": category_of[label - 1],
-                        "bbox": [round(v, 2) for v in box],
-                        "score": round(score, 5),
-                    }
-                )
+    with batches(loader) as iterator:  # workers stopped however the loop ends
+        for images, targets in tqdm(iterator, total=len(loader), desc="predict", disable=not progress, mininterval=10):
+            loc, conf, priors = model.detection_inputs(model(images.to(device, memory_format=memory_format)))
+            for detections, target in zip(postprocess(loc.float(), conf.float(), priors, score_threshold), targets):
+                height, width = target["orig_size"]
+                boxes = detections_from_priors_frame(model.layout, detections["boxes"].cpu())
+                boxes = boxes * torch.tensor([width, height, width, height])
+                xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
+                scored = zip(xywh.tolist(), detections["scores"].tolist(), detections["labels"].tolist())
+                for box, score, label in scored:
+                    results.append(
+                        {
+                            "image_id": target["image_id"],
+                            "category_id": category_of[label - 1],
+                            "bbox": [round(v, 2) for v in box],
+                            "score": round(score, 5),
+                        }
+                    )
     return results
 
 

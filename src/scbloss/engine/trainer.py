@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from ..data.loader import batches
 from ..detection.criterion import total_loss
 
 
@@ -80,20 +81,15 @@ class Trainer:
         try:
             for hook in self._hooks:
                 hook.before_train()
-            self._data = iter(self.loader)  # after the hooks: workers start with their signal handling in place
-            while self.iter < self.max_iter:
-                self.run_step()
-                self.iter += 1
-                for hook in self._hooks:
-                    hook.after_step()
+            # after the hooks: workers start with their signal handling in place; stopped on every way out
+            with batches(self.loader) as self._data:
+                while self.iter < self.max_iter:
+                    self.run_step()
+                    self.iter += 1
+                    for hook in self._hooks:
+                        hook.after_step()
         finally:
-            # Stop the loader's workers now. Left to the interpreter's exit, multiprocessing would SIGTERM them, which
-            # they ignore (see data.loader), and wait forever; dropping our reference is not enough when a worker's
-            # error is being raised, as its traceback keeps the iterator alive (a cycle only gc would break).
-            data, self._data = self._data, None
-            shutdown = getattr(data, "_shutdown_workers", None)  # torch's iterator has no public way to stop them
-            if shutdown is not None:
-                shutdown()
+            self._data = None
             for hook in self._hooks:
                 hook.after_train()
 
