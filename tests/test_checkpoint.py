@@ -91,3 +91,18 @@ def test_the_final_models_metadata_is_one_dataclass_written_and_read_in_one_plac
     torch.save({"model": model.state_dict(), "meta": {"width": 0.125}}, tmp_path / "incomplete.pt")
     with pytest.raises(CheckpointError, match="incomplete.pt: its model metadata is incomplete"):
         load_trained(tmp_path / "incomplete.pt")
+
+
+def test_a_model_file_whose_weights_are_another_architecture_is_one_line(tmp_path):
+    from scbloss.engine.checkpoint import ModelMeta
+    from scbloss.models import build_model
+
+    weights = build_model("refinedet320", 3, width=0.125).state_dict()
+    meta = ModelMeta(model="ssd300", num_classes=3, width=0.125)
+    torch.save({"model": weights, "meta": meta.to_dict()}, tmp_path / "model_final.pt")
+    with pytest.raises(CheckpointError) as raised:
+        load_trained(tmp_path / "model_final.pt")
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 600
+    assert message.startswith(f"{tmp_path / 'model_final.pt'}: its weights are not those of the ssd300 its metadata")
+    assert f"the file holds {len(weights)} tensors" in message

@@ -124,3 +124,17 @@ def test_data_check_reports_on_your_folders(folder, tmp_path, capsys):
     annotations = folder / "coco" / "annotations" / "instances_val2017.json"
     assert main(["data", "check", str(folder / "coco" / "val2017"), "--annotations", str(annotations)]) == 0
     assert "## coco_json/instances_val2017: 4 images" in capsys.readouterr().out
+
+
+def test_a_split_file_names_one_image_per_line_spaces_included(folder, tmp_path):
+    shapes = _voc_copy(folder, tmp_path)
+    names = (shapes / "ImageSets" / "Main" / "test.txt").read_text().split()
+    first = names[0]
+    for suffix in (".xml", ".jpg"):
+        kind = "Annotations" if suffix == ".xml" else "JPEGImages"
+        (shapes / kind / f"{first}{suffix}").rename(shapes / kind / f"my photo {first}{suffix}")
+    xml = shapes / "Annotations" / f"my photo {first}.xml"
+    xml.write_text(xml.read_text().replace(f"{first}.jpg", f"my photo {first}.jpg"))
+    (shapes / "ImageSets" / "Main" / "test.txt").write_text("\n".join([f"my photo {first}", *names[1:]]) + "\n\n")
+    data = load_dataset("voc_folder", shapes, "test")
+    assert len(data.records) == len(names) and data.records[0].file.name == f"my photo {first}.jpg"

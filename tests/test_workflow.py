@@ -169,3 +169,18 @@ def test_plan_estimates_gpu_hours_per_table():
         output,
     )
     assert "ssd300 610" in output and "measured on 'h200'" in output
+
+
+def test_a_wrong_site_file_is_named_with_its_keys_before_anything_runs(tmp_path):
+    """profiles/slurm/site.yaml is checked against site.schema.yaml: a misspelt key, a missing one and nodes: 0."""
+    site = yaml.safe_load((REPO / "profiles" / "slurm" / "site.yaml").read_text())
+    site["partiton"] = site.pop("partition")
+    site["train"]["nodes"] = 0
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    code, output = _snakemake(
+        "--profile", "profiles/slurm", "-n", env={"SCBLOSS_SLURM_SITE": str(tmp_path / "site.yaml")}
+    )
+    assert code != 0
+    line = next(line for line in output.splitlines() if "site.yaml:" in line)
+    assert f"{tmp_path / 'site.yaml'}: " in line and "'partition' is a required property" in line
+    assert "'partiton' was unexpected" in line and "train.nodes: 0 is less than the minimum of 1" in line

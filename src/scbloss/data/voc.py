@@ -145,7 +145,7 @@ def read_voc(
         split_file = base / "ImageSets" / "Main" / f"{split}.txt"
         if not split_file.is_file():
             raise DatasetError(f"{split_file}: split file does not exist")
-        names = split_file.read_text().split()
+        names = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]  # names may hold spaces
         if not names:
             raise DatasetError(f"{split_file}: the split lists no images")
         for line in names:

@@ -161,8 +161,22 @@ def load_trained(path: Path, device: torch.device | str = "cpu"):
         raise CheckpointError(f"{path}: {kind}, not a final model file ({FINAL_MODEL}); finish the run first")
     meta = ModelMeta.from_dict(state["meta"], path)
     model = build_model(meta.model, meta.num_classes, meta.width, meta.priors, batch_norm=meta.batch_norm)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:  # torch lists every key and shape: pages for a whole detector
+        first = str(error).splitlines()[0].rstrip(":")
+        raise CheckpointError(
+            f"{path}: its weights are not those of the {meta.model} its metadata names (width {meta.width}, "
+            f"{meta.num_classes} classes{', BatchNorm' if meta.batch_norm else ''}): {first}; "
+            f"{_describe_weights(state['model'])}"
+        ) from None
     return model.to(device).eval(), meta
+
+
+def _describe_weights(weights: dict) -> str:
+    """What a state dict holds, in a few words: its tensor count and its first and last keys."""
+    names = list(weights)
+    return f"the file holds {len(names)} tensors, from {names[0]!r} to {names[-1]!r}" if names else "it holds none"
 
 
 def compare_configs(saved: dict, current: TrainConfig, where: Path) -> dict[str, tuple]:
