@@ -138,3 +138,32 @@ def test_a_split_file_names_one_image_per_line_spaces_included(folder, tmp_path)
     (shapes / "ImageSets" / "Main" / "test.txt").write_text("\n".join([f"my photo {first}", *names[1:]]) + "\n\n")
     data = load_dataset("voc_folder", shapes, "test")
     assert len(data.records) == len(names) and data.records[0].file.name == f"my photo {first}.jpg"
+
+
+def test_images_too_small_for_the_training_crops_are_named_before_training(folder, tmp_path):
+    """A 1x1 image passed the checks and then divided by zero inside the min-IoU crop (and hung the workers)."""
+    from PIL import Image
+
+    from scbloss.data.check import check_folder
+    from scbloss.data.loader import DetectionDataset, EncodedDetectionDataset
+    from scbloss.data.transforms import MIN_TRAIN_SIDE, train_transform
+
+    assert MIN_TRAIN_SIDE == 4  # int(0.3 * 4) = 1 pixel is the smallest crop side; int(0.3 * 3) = 0
+    shapes = _voc_copy(folder, tmp_path)
+    name = (shapes / "ImageSets" / "Main" / "trainval.txt").read_text().split()[0]
+    Image.new("RGB", (1, 1)).save(shapes / "JPEGImages" / f"{name}.jpg")
+    xml = shapes / "Annotations" / f"{name}.xml"
+    text = xml.read_text()
+    for tag in ("width", "height"):
+        text = re.sub(f"<{tag}>\\d+</{tag}>", f"<{tag}>1</{tag}>", text)
+    xml.write_text(re.sub(r"<(xmin|ymin|xmax|ymax)>\d+</\1>", r"<\1>0</\1>", text))
+    _, problems = check_folder(shapes, workers=1, progress=False)
+    assert (
+        f"{shapes / 'JPEGImages' / name}.jpg: image is 1x1, smaller than the 4-pixel side the training crops need"
+        in problems
+    )
+    data = load_dataset("voc_folder", shapes, "trainval", problems=[])
+    index = next(i for i, r in enumerate(data.records) if r.width == 1)
+    for dataset in (DetectionDataset(data, train_transform(300), train=True), EncodedDetectionDataset(data, 300)):
+        with pytest.raises(DatasetError, match="image is 1x1, smaller than the 4-pixel side"):
+            dataset[index]

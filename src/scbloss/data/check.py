@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from ..conventions import SIZE_BUCKETS, size_bucket_of_area
 from .records import DatasetError, DetectionSet, size_mismatch, undecodable
+from .transforms import too_small_to_train
 
 
 def size_bucket(boxes: np.ndarray, plus_one: bool) -> np.ndarray:
@@ -58,7 +59,7 @@ def check_images(sizes: dict[Path, tuple[int, int]], workers: int | None = None,
     """Decode every image (in parallel processes) and compare its size with the annotation's; the problems found."""
     workers = workers or os.cpu_count() or 1
     items = sorted(sizes.items())
-    problems = []
+    problems = [problem for file, (w, h) in items if (problem := too_small_to_train(file, w, h))]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = pool.map(decode_problem, *zip(*((f, w, h) for f, (w, h) in items)), chunksize=64) if items else []
         for problem in tqdm(results, total=len(items), desc="decode", unit="img", disable=not progress, mininterval=5):

@@ -15,10 +15,17 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from .records import DatasetError, DetectionSet, size_mismatch, undecodable
+from .transforms import too_small_to_train
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def _check_trainable(record) -> None:
+    problem = too_small_to_train(record.file, record.width, record.height)
+    if problem:
+        raise DatasetError(problem)
 
 
 class DetectionDataset(Dataset):
@@ -38,6 +45,8 @@ class DetectionDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         record = self.data.records[index]
+        if self.train:
+            _check_trainable(record)
         try:
             with Image.open(record.file) as handle:
                 image = pil_to_tensor(handle.convert("RGB"))
@@ -83,6 +92,7 @@ class EncodedDetectionDataset(DetectionDataset):
 
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         record = self.data.records[index]
+        _check_trainable(record)
         try:
             data = torch.frombuffer(bytearray(Path(record.file).read_bytes()), dtype=torch.uint8)
         except OSError as error:

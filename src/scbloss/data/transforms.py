@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -36,6 +38,18 @@ def fill_colour(normalize) -> tuple[int, ...]:
     return tuple(round(255 * m) for m in mean)
 
 
+# The min-IoU crop keeps at least min_scale (0.3) of each side, in whole pixels: a side under 1 / 0.3 pixels would
+# leave a crop of width 0 (torchvision's RandomIoUCrop then divides by it).
+MIN_TRAIN_SIDE = math.ceil(1 / v2.RandomIoUCrop().min_scale)
+
+
+def too_small_to_train(file, width: int, height: int) -> str | None:
+    """The problem of an image too small for the training crops; None when it is large enough."""
+    if min(width, height) >= MIN_TRAIN_SIDE:
+        return None
+    return f"{file}: image is {width}x{height}, smaller than the {MIN_TRAIN_SIDE}-pixel side the training crops need"
+
+
 def train_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Transform:
     """SSD's augmentation (Sec. 2.2): photometric distortion, zoom-out (x1-4, mean fill, p=0.5), min-IoU crop,
     resize, flip, normalize."""
@@ -68,4 +82,13 @@ def eval_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Transf
     )
 
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "eval_transform", "fill_colour", "normalization", "train_transform"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MIN_TRAIN_SIDE",
+    "eval_transform",
+    "fill_colour",
+    "normalization",
+    "too_small_to_train",
+    "train_transform",
+]
