@@ -4,6 +4,7 @@ import json
 import logging
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -167,3 +168,34 @@ def test_images_too_small_for_the_training_crops_are_named_before_training(folde
     for dataset in (DetectionDataset(data, train_transform(300), train=True), EncodedDetectionDataset(data, 300)):
         with pytest.raises(DatasetError, match="image is 1x1, smaller than the 4-pixel side"):
             dataset[index]
+
+
+def test_comparison_tables_count_recall_at_the_configured_thresholds(folder, tmp_path):
+    """evaluate.thresholds [0.05, 0.5]: the comparison's recall columns are those two, and its cells read them."""
+    from scbloss.comparison import comparison_cells
+    from scbloss.experiments import metrics_path, row_run
+
+    config = _config(folder, evaluate={"thresholds": [0.05, 0.5]})
+    (spec,) = comparison_specs(config)
+    recall_keys = [c["key"] for c in spec["columns"] if "@" in c["key"]]
+    assert recall_keys == [f"{b}@{t}" for t in (0.05, 0.5) for b in ("small", "medium", "large")]
+    for number, row in enumerate(spec["rows"]):
+        path = Path(metrics_path(tmp_path, row_run(spec, row, 0).id, spec["split"]))
+        path.parent.mkdir(parents=True)
+        recall = [
+            {"bucket": b, "threshold": t, "recall": 10 * number + t}
+            for t in (0.05, 0.5)
+            for b in ("small", "medium", "large")
+        ]
+        path.write_text(json.dumps({"voc_map": 50.0 + number, "recall": recall}))
+    cells = {(c["row"], c["column"]): c for c in comparison_cells(spec, tmp_path, seeds=1)}
+    assert cells[("scb", "small@0.5")]["mean"] == 10.5 and cells[("scb", "small@0.5")]["difference"] == 10
+
+
+def test_a_paper_table_whose_thresholds_are_not_evaluated_fails_the_dry_run():
+    from scbloss.experiments import TableSpecError, table_specs
+
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config.update(tables=["table3"], tables_dir=str(REPO / "paper_tables"), evaluate={"thresholds": [0.05, 0.5]})
+    with pytest.raises(TableSpecError, match=r"table3.yaml: its rows count recall at 0.01, 0.1, 0.3, which the config"):
+        table_specs(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -74,13 +75,26 @@ def table_specs(config: dict, schema: Path | None = None) -> list[dict]:
     """The requested paper tables (files, checked) and the comparison tables of the config's own datasets."""
     folder = Path(config["tables_dir"])
     specs = [load_table_spec(folder / f"{table}.yaml", schema) for table in config["tables"]]
+    evaluated = recall_thresholds(config)
     for spec in specs:
         if spec["dataset"] not in config["data"]:
             raise TableSpecError(
                 f"{folder / spec['id']}.yaml: dataset {spec['dataset']!r} is not one of the config's "
                 f"data entries ({', '.join(config['data'])})"
             )
+        wanted = sorted({row["threshold"] for row in spec["rows"] if "threshold" in row})
+        missing = [t for t in wanted if not any(math.isclose(t, e) for e in evaluated)]
+        if missing:
+            raise TableSpecError(
+                f"{folder / spec['id']}.yaml: its rows count recall at {', '.join(map(str, missing))}, which the "
+                f"config's evaluate.thresholds ({', '.join(map(str, evaluated))}) leave out; add them there"
+            )
     return specs + comparison_specs(config)
+
+
+def recall_thresholds(config: dict) -> tuple[float, ...]:
+    """The confidence thresholds recall is evaluated at: the config's ``evaluate.thresholds``, else the paper's."""
+    return tuple(config.get("evaluate", {}).get("thresholds", RECALL_THRESHOLDS))
 
 
 def comparison_specs(config: dict) -> list[dict]:
@@ -93,7 +107,7 @@ def comparison_specs(config: dict) -> list[dict]:
             raise TableSpecError(f"comparisons: dataset {family!r} is not one of the config's data entries")
         layout = dataset_layout(config, family)
         main = ["voc_map"] if layout == "voc" else list(COCO_STATS)
-        recall = [f"{bucket}@{t}" for t in RECALL_THRESHOLDS for bucket in SIZE_BUCKETS]
+        recall = [f"{bucket}@{t}" for t in recall_thresholds(config) for bucket in SIZE_BUCKETS]
         for model in entry["models"]:
             if model not in detectors.names():
                 raise TableSpecError(f"comparisons: {model!r} is not a registered detector")
