@@ -106,3 +106,88 @@ def test_a_model_file_whose_weights_are_another_architecture_is_one_line(tmp_pat
     assert "\n" not in message and len(message) < 600
     assert message.startswith(f"{tmp_path / 'model_final.pt'}: its weights are not those of the ssd300 its metadata")
     assert f"the file holds {len(weights)} tensors" in message
+
+
+def _disk_full_on(monkeypatch, *stems):
+    """torch.save fails, as it does on a full disk, for the temporary files of ``stems`` (checkpoint, model_final)."""
+    real = torch.save
+
+    def save(obj, file, *args, **kwargs):
+        if any(os.path.basename(str(file)).startswith(f".{stem}.tmp") for stem in stems):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 6016 vs 5904")
+        return real(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+@pytest.fixture(scope="module")
+def tiny_toy(tmp_path_factory):
+    from scbloss.data.toy import ToyConfig, generate_toy
+
+    return generate_toy(tmp_path_factory.mktemp("toy") / "toy", ToyConfig(train_images=8, test_images=2, seed=6))
+
+
+def _config(toy, **overrides):
+    from scbloss.engine.config import config_from_dict
+
+    values = {"model": "ssd300", "width": 0.125, "batch_norm": True, "batch_size": 2, "max_iter": 3, "lr_steps": [2]}
+    values |= {"num_workers": 0, "log_every": 1, "dataset": {"kind": "toy_voc", "root": str(toy)}}
+    return config_from_dict(values | overrides)
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_the_previous_checkpoint_and_names_the_file(tiny_toy, tmp_path, monkeypatch):
+    from scbloss.engine.train import train
+
+    real_save = torch.save
+    saved = []
+
+    def second_save_fails(obj, file, *args, **kwargs):  # the checkpoint of iteration 1 is written, that of 2 not
+        saved.append(file)
+        if len(saved) == 2:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 6016 vs 5904")
+        return real_save(obj, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", second_save_fails)
+    with pytest.raises(CheckpointError) as raised:
+        train(_config(tiny_toy, checkpoint_every=1), tmp_path / "run")
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'run' / 'checkpoint.pt'}: could not be written ([enforce fail")
+    assert "MiB needed" in message and "MiB free on its filesystem" in message and "\n" not in message
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["iteration"] == 1  # the previous one, intact
+    assert [p.name for p in (tmp_path / "run").iterdir() if ".tmp" in p.name] == []
+
+
+@pytest.mark.slow
+def test_a_failed_final_save_leaves_a_resumable_checkpoint_of_the_last_iteration(tiny_toy, tmp_path, monkeypatch):
+    from scbloss.engine.train import train
+
+    _disk_full_on(monkeypatch, "model_final")
+    with pytest.raises(CheckpointError, match=r"model_final.pt: could not be written .* holds iteration 3: free space"):
+        train(_config(tiny_toy, checkpoint_every=100), tmp_path / "run")
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["iteration"] == 3
+    monkeypatch.undo()
+    final = train(_config(tiny_toy, checkpoint_every=100), tmp_path / "run")  # resumes at 3: nothing left to train
+    assert load_checkpoint(final)["meta"]["iterations"] == 3 and not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_when_nothing_can_be_saved_the_error_says_what_is_lost(tiny_toy, tmp_path, monkeypatch):
+    from scbloss.engine.train import train
+
+    _disk_full_on(monkeypatch, "model_final", "checkpoint")
+    with pytest.raises(CheckpointError, match="No checkpoint either .*: all 3 iterations are lost"):
+        train(_config(tiny_toy, checkpoint_every=100), tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_temporary_files_of_killed_writers_are_removed_at_the_next_start(tiny_toy, tmp_path):
+    from scbloss.engine.train import train
+
+    dead = subprocess.Popen(["true"])  # a process id that no longer runs
+    dead.wait()
+    (tmp_path / "run").mkdir()
+    stale = tmp_path / "run" / f".checkpoint.tmp{dead.pid}.pt"
+    stale.write_bytes(b"")
+    train(_config(tiny_toy, max_iter=1, lr_steps=[1]), tmp_path / "run")
+    assert not stale.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,29 @@ def atomic_path(path: Path, fsync: bool = False) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_path` in ``folder`` left by processes that no longer run (a
+    writer killed mid-write); the paths removed."""
+    removed = []
+    for temporary in Path(folder).glob(".*.tmp*"):
+        match = re.search(r"\.tmp(\d+)", temporary.name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        temporary.unlink(missing_ok=True)
+        removed.append(temporary)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_text(path: Path, text: str) -> None:
@@ -59,4 +83,4 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-__all__ = ["atomic_path", "file_lock", "save_figure", "write_text"]
+__all__ = ["atomic_path", "file_lock", "remove_stale_temporaries", "save_figure", "write_text"]

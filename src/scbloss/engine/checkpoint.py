@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import pickle
 import random
 import shutil
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 import yaml
 
-from ..atomic import atomic_path, write_text
+from ..atomic import atomic_path, remove_stale_temporaries, write_text
 from ..paths import CHECKPOINT, FINAL_MODEL, METRICS, RESOLVED_CONFIG, RUNNING_METRICS
 from .config import TrainConfig, result_keys
 
@@ -66,9 +67,30 @@ class ModelMeta:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary name in the same folder, fsync, then rename over ``path``."""
-    with atomic_path(path, fsync=True) as temporary:
-        torch.save(obj, temporary)
+    """torch.save to a temporary name in the same folder, fsync, then rename over ``path``: a failed write (a full
+    disk) leaves the previous file as it was and is one line naming the file and the space it needed."""
+    try:
+        with atomic_path(path, fsync=True) as temporary:
+            torch.save(obj, temporary)
+    except (OSError, RuntimeError) as error:  # torch reports a full disk as "[enforce fail at ...] unexpected pos"
+        path = Path(path)
+        reason = os.strerror(error.errno) if getattr(error, "errno", None) else str(error).splitlines()[0]
+        free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+        raise CheckpointError(
+            f"{path}: could not be written ({reason}): about {_nbytes(obj) / 2**20:.0f} MiB needed, "
+            f"{free / 2**20:.0f} MiB free on its filesystem; the file it replaces, if any, is intact"
+        ) from None
+
+
+def _nbytes(obj) -> int:
+    """The tensor bytes inside a (nested) checkpoint object: about what torch.save writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_nbytes(value) for value in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(value) for value in obj)
+    return 0
 
 
 def rng_states() -> dict:
@@ -206,6 +228,13 @@ class RunFolder:
         self.checkpoint, self.final = self.out / CHECKPOINT, self.out / FINAL_MODEL
         self.running_metrics = self.out / RUNNING_METRICS
         self.history: list = []
+        self.saved_iteration: int | None = None  # of the checkpoint on disk
+
+    def create(self) -> None:
+        """Make the folder; remove what writers killed mid-write left there."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        for stale in remove_stale_temporaries(self.out):
+            log.info("removed %s, left by a process killed while writing it", stale)
 
     def finished(self) -> bool:
         """Whether the run has its final model; one trained with a config that changes the result is an error."""
@@ -245,6 +274,7 @@ class RunFolder:
         restore_rng_states(saved["rng"])
         reason = saved.get("saved_on", "unknown")
         log.info("resumed from iteration %d (%s, saved on %s)", saved["iteration"], self.checkpoint, reason)
+        self.saved_iteration = saved["iteration"]
         return saved["iteration"]
 
     def save(self, state, iteration: int, reason: str) -> None:
@@ -263,14 +293,33 @@ class RunFolder:
             },
             self.checkpoint,
         )
+        self.saved_iteration = iteration
 
-    def finish(self, model: torch.nn.Module, meta: ModelMeta) -> Path:
-        """Write the resolved config, the complete metrics log and the final model; remove the resumable state."""
+    def salvage(self, state, iteration: int) -> str:
+        """After a failed final save: a resumable checkpoint of ``iteration`` if it can be written, and what it
+        means for the run, as a sentence."""
+        try:
+            self.save(state, iteration, "a failed final save")
+        except CheckpointError as error:
+            if self.saved_iteration is None:
+                return f"No checkpoint either ({error}): all {iteration} iterations are lost."
+            return (
+                f"No new checkpoint either ({error}): {self.checkpoint} keeps iteration {self.saved_iteration}; "
+                f"iterations {self.saved_iteration + 1}-{iteration} are lost."
+            )
+        return f"{self.checkpoint} holds iteration {iteration}: free space and run the same command to finish."
+
+    def finish(self, state, meta: ModelMeta) -> Path:
+        """Write the resolved config, the complete metrics log and the final model; remove the resumable state. A
+        final model that cannot be written leaves a checkpoint of the last iteration instead, where one fits."""
         meta = dataclasses.replace(meta, config=self.config.to_dict(), config_changes=self.history)
         write_text(self.out / RESOLVED_CONFIG, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
         with atomic_path(self.out / METRICS) as temporary:
             shutil.copyfile(self.running_metrics, temporary)
-        atomic_save({"model": model.state_dict(), "meta": meta.to_dict()}, self.final)
+        try:
+            atomic_save({"model": state.model.state_dict(), "meta": meta.to_dict()}, self.final)
+        except CheckpointError as error:
+            raise CheckpointError(f"{error}. {self.salvage(state, meta.iterations)}") from None
         self.checkpoint.unlink(missing_ok=True)
         self.running_metrics.unlink()
         return self.final

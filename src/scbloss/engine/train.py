@@ -54,7 +54,7 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
         return run.final
     world = world or world_from_env()
     device = init_distributed(world)
-    run.out.mkdir(parents=True, exist_ok=True)
+    run.create()
     where = "".join(f", {k}={os.environ[k]}" for k in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES") if k in os.environ)
     log.info("training %s on %s (rank %d of %d%s)", config.model, device, world.rank, world.size, where)
     state = build_training(config, device, world)
@@ -84,7 +84,7 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
         raise TrainingDiverged(
             f"{error}; the last good checkpoint is {run.checkpoint} ({kept}). Lower lr or raise warmup_iters."
         ) from None
-    return run.finish(state.model, model_meta(config, state, trainer.iter)) if world.is_main else run.final
+    return run.finish(state, model_meta(config, state, trainer.iter)) if world.is_main else run.final
 
 
 def build_training(config: TrainConfig, device: torch.device, world: World | None = None) -> TrainingState:
