@@ -85,3 +85,14 @@ def test_a_field_of_a_type_nobody_checks_is_an_error_at_import():
 
     with pytest.raises(TypeError, match=r"Unchecked.sizes: no converter for the type set\[int\]"):
         config._check_declared_types(Unchecked)
+
+
+def test_a_schedule_that_cannot_apply_is_refused_and_an_endless_warm_up_warned(caplog):
+    dataset = {"kind": "voc", "root": "x"}
+    with pytest.raises(config.ConfigError, match=r"run.yaml: lr_steps: must be increasing, got \[8, 4\]"):
+        config_from_dict({"dataset": dataset, "lr_steps": [8, 4], "max_iter": 10}, "run.yaml")
+    with pytest.raises(config.ConfigError, match="lr_steps: 60 is not below max_iter 60 .it would never apply"):
+        config_from_dict({"dataset": dataset, "lr_steps": [50, 60], "max_iter": 60}, "run.yaml")
+    config_from_dict({"dataset": dataset, "max_iter": 60}, "run.yaml")  # the default steps: no decay in a short run
+    config_from_dict({"dataset": dataset, "warmup_iters": 500, "max_iter": 60}, "run.yaml")
+    assert "run.yaml: warmup_iters 500 exceeds max_iter 60: the warm-up never ends" in caplog.text

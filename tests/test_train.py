@@ -41,6 +41,7 @@ def _config(toy, **overrides):
         "seed": 3,
     }
     values.update(overrides)
+    values["lr_steps"] = [step for step in values["lr_steps"] if step < values["max_iter"]]  # a later one never applies
     return values
 
 

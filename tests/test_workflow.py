@@ -184,3 +184,12 @@ def test_a_wrong_site_file_is_named_with_its_keys_before_anything_runs(tmp_path)
     line = next(line for line in output.splitlines() if "site.yaml:" in line)
     assert f"{tmp_path / 'site.yaml'}: " in line and "'partition' is a required property" in line
     assert "'partiton' was unexpected" in line and "train.nodes: 0 is less than the minimum of 1" in line
+
+
+def test_a_schedule_that_cannot_work_stops_the_dry_run_naming_a_run(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["train"]["defaults"]["lr_steps"] = [8, 4]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    code, output = _snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
+    assert code != 0
+    assert re.search(r"run \S+-s0 \(composed from the config's train block\): lr_steps: must be increasing", output)

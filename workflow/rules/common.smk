@@ -27,6 +27,8 @@ RESULTS = config["results"]
 SPECS = experiments.table_specs(config, os.path.join(workflow.basedir, "workflow", "schemas", "table.schema.yaml"))
 SEEDS = config["seeds"]
 RUNS = {run.id: run for run in experiments.runs_for_tables(SPECS, SEEDS)}
+for _run in RUNS.values():  # each run's training config, checked as its job will read it: errors at dry-run
+    experiments.checked_train_config(config, _run)
 IMPORTED = config["metrics_dir"]  # metrics computed elsewhere: tables render from them, nothing trains
 RUNS_DIR = IMPORTED or f"{RESULTS}/runs"
 # The matching statistics read the datasets themselves, so tables rendered from imported metrics go without them.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from pathlib import Path
 import yaml
 
 from ..detection.weighting import APPLY_TO
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -146,8 +149,9 @@ class TrainConfig:
         None, doc="a whole detector to start from: torchvision_coco (SSD300) or a file of its weights"
     )
 
-    def check(self, source: str) -> TrainConfig:
-        """What the types and ranges cannot say: registered names, and a schedule that makes sense."""
+    def check(self, source: str, given: frozenset[str] = frozenset()) -> TrainConfig:
+        """What the types and ranges cannot say: registered names, and a schedule that makes sense (``given``: the
+        keys the config sets; lr_steps left at their default may lie past a short run's max_iter)."""
         from .. import detectors
 
         problems = []
@@ -169,6 +173,17 @@ class TrainConfig:
             problems.append(f"pretrained: whole-detector weights exist for ssd300 (torchvision's), not {self.model}")
         if sorted(set(self.lr_steps)) != list(self.lr_steps):
             problems.append(f"lr_steps: must be increasing, got {self.lr_steps}")
+        elif "lr_steps" in given and self.lr_steps and self.lr_steps[-1] >= self.max_iter:
+            problems.append(
+                f"lr_steps: {self.lr_steps[-1]} is not below max_iter {self.max_iter} (it would never apply)"
+            )
+        if self.warmup_iters > self.max_iter:  # legal (a run cut short), so a warning
+            log.warning(
+                "%s: warmup_iters %d exceeds max_iter %d: the warm-up never ends",
+                source,
+                self.warmup_iters,
+                self.max_iter,
+            )
         if problems:
             raise ConfigError(f"{source}: " + "; ".join(problems))
         return self
@@ -372,7 +387,7 @@ def write_train_schema(schema_file: Path = SCHEMA) -> None:
 def config_from_dict(values, source: str = "<config>") -> TrainConfig:
     if values is None:
         raise ConfigError(f"{source}: the config is empty (it needs at least `dataset: {{kind: ..., root: ...}}`)")
-    return _build(TrainConfig, values, source).check(source)
+    return _build(TrainConfig, values, source).check(source, frozenset(values))
 
 
 def load_config(path: Path) -> TrainConfig:

@@ -9,11 +9,12 @@ package imports torch: the workflow parses with it.
 
 from .matrix import Run, eval_splits, figure_entries, metrics_path, row_run, runs_for_tables
 from .planning import gpu_hours, gpus_per_run, plan, training_rate
-from .run_config import dataset_entry, dataset_layout, test_split, train_config, train_split
+from .run_config import checked_train_config, dataset_entry, dataset_layout, test_split, train_config, train_split
 from .specs import TableSpecError, comparison_specs, load_table_spec, table_specs
 
 __all__ = [
     "Run",
+    "checked_train_config",
     "TableSpecError",
     "comparison_specs",
     "dataset_entry",

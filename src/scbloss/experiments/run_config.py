@@ -93,7 +93,18 @@ def train_config(config: dict, run: Run) -> dict:
     return values
 
 
+def checked_train_config(config: dict, run: Run) -> dict:
+    """:func:`train_config`, checked as the training job will read it, so that a bad schedule or value stops the
+    dry-run, naming the run, instead of its job."""
+    from ..engine.config import config_from_dict
+
+    values = train_config(config, run)
+    config_from_dict(values, f"run {run.id} (composed from the config's train block)")
+    return values
+
+
 __all__ = [
+    "checked_train_config",
     "dataset_entry",
     "dataset_kind",
     "dataset_layout",
