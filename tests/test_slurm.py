@@ -197,8 +197,10 @@ def test_a_failed_job_is_reported_with_its_slurm_log(cluster, tmp_path):
 def test_a_two_gpu_job_runs_two_ranks_and_resumes_like_one_process(cluster, tmp_path, one_thread_here):
     """`gpus: 2` in the site values: the profile's job starts two ranks through srun (both in its log); stopped with
     scancel --signal=TERM and resumed by a retry, it ends with the weights of an uninterrupted two-rank run (bit for
-    bit) and of one process on the whole batch (within 1e-4 relative after 24 updates at lr 5e-4: measured 1.5e-5;
-    float differences grow with the updates, and the per-update equality, 1e-5, is tests/test_train.py's)."""
+    bit) and of one process on the whole batch (within 3e-3 relative after 24 updates at lr 5e-4). Float differences
+    grow with the updates and can flip a near-tie among the mined negatives: measured 1.5e-5 on one CPU and 9e-4 on
+    another, where such a flip shows at iteration 15, with this code and the code before it alike; the per-update
+    equality, 1e-5, is tests/test_train.py's."""
     site = yaml.safe_load(SITE.read_text())
     site["train"]["gpus"] = 2
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
@@ -257,4 +259,4 @@ def test_a_two_gpu_job_runs_two_ranks_and_resumes_like_one_process(cluster, tmp_
         for path in (run / "model_final.pt", tmp_path / "two" / "model_final.pt", one)
     )
     assert all(torch.equal(ours[k], reference[k]) for k in ours)
-    assert max(((ours[k] - single[k]).abs() / single[k].abs().clamp(min=1)).max().item() for k in ours) <= 1e-4
+    assert max(((ours[k] - single[k]).abs() / single[k].abs().clamp(min=1)).max().item() for k in ours) <= 3e-3
