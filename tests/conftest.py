@@ -45,11 +45,20 @@ def toy_config(folder: Path, **changes) -> Path:
     return path
 
 
+def whole_dag_config(folder: Path) -> Path:
+    """The default (toy) config's whole DAG, every table and figure, at the size CI affords: a third of the toy
+    images and of the iterations (the README's main command, at full size, is measured there; CI checks the DAG)."""
+    toy = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    train = toy["train"]
+    train["defaults"].update(max_iter=20, lr_steps=[16], warmup_iters=4, checkpoint_every=10, log_every=5)
+    return toy_config(folder, toy={**toy["toy"], "train_images": 48, "test_images": 20}, train=train)
+
+
 @pytest.fixture(scope="session")
 def toy_pipeline(tmp_path_factory):
-    """The default (toy) config, its outputs redirected to a temporary folder, run to the end on this machine."""
+    """The whole toy DAG (at CI size), its outputs in a temporary folder, run to the end on this machine."""
     folder = tmp_path_factory.mktemp("pipeline")
-    config_file = toy_config(folder)
+    config_file = whole_dag_config(folder)
     code, output = run_snakemake("--cores", "all", "--configfile", str(config_file))
     assert code == 0, output[-5000:]
     return folder / "results", config_file
