@@ -10,7 +10,7 @@ from scbloss.data.registry import DATASETS
 from scbloss.detection.weighting import APPLY_TO, WEIGHTINGS
 from scbloss.detectors.backbones import BACKBONE_WEIGHTS
 from scbloss.engine import config
-from scbloss.engine.config import SCHEMA, DatasetConfig, TrainConfig, config_from_dict
+from scbloss.engine.config import SCHEMA, ConfigError, DatasetConfig, TrainConfig, config_from_dict
 
 PER_RUN = {"dataset", "model", "weighting", "variant"}  # set by the run matrix from a table row
 
@@ -96,3 +96,15 @@ def test_a_schedule_that_cannot_apply_is_refused_and_an_endless_warm_up_warned(c
     config_from_dict({"dataset": dataset, "max_iter": 60}, "run.yaml")  # the default steps: no decay in a short run
     config_from_dict({"dataset": dataset, "warmup_iters": 500, "max_iter": 60}, "run.yaml")
     assert "run.yaml: warmup_iters 500 exceeds max_iter 60: the warm-up never ends" in caplog.text
+
+
+def test_the_authors_recipe_exists_for_ssd_only():
+    """SCB_Loss holds SSD300 and SSD512 configs and nothing else: another detector by it is refused, naming both."""
+    from scbloss.recipes import RECIPES
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert config.choices_of(fields["recipe"]) == tuple(RECIPES) == ("original", "authors")
+    dataset = {"kind": "toy_voc", "root": "toy"}
+    assert config_from_dict({"dataset": dataset, "model": "ssd512", "recipe": "authors"}).recipe == "authors"
+    with pytest.raises(ConfigError, match=r"recipe: the authors recipe exists for ssd300, ssd512 only, not fssd300"):
+        config_from_dict({"dataset": dataset, "model": "fssd300", "recipe": "authors"})

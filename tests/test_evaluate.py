@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from scbloss.data import load_dataset
+from scbloss.data.records import to_mmdet_v1
 from scbloss.data.toy import ToyConfig, generate_toy
 from scbloss.detection import PriorLayout
 from scbloss.engine.config import config_from_dict
@@ -66,6 +67,53 @@ def test_predict_maps_boxes_to_original_pixels_and_category_ids(toy):
         label = data.category_ids.index(det["category_id"]) + 1
         hit = box_iou(box, torch.from_numpy(first.boxes)).max(dim=1)
         assert first.labels[hit.indices.item()] == label
+
+
+class _ExactOracle(SingleShotDetector):
+    """Predicts every object of the images it is shown, in order, exactly, through its best prior, in mmdetection
+    v1's frame: the object as mmdetection reads it, resized to the input, with the inclusive pixel added."""
+
+    def __init__(self, data, layout):
+        super().__init__(layout, data.num_classes + 1)
+        self.data, self.next = data, 0
+
+    def forward(self, images):
+        from scbloss.detection.box_coder import BoxCoder
+
+        size = self.layout.image_size
+        loc = torch.zeros(len(images), len(self.priors), 4)
+        conf = torch.zeros(len(images), len(self.priors), self.data.num_classes + 1)
+        conf[..., 0] = 10.0
+        for b in range(len(images)):
+            record = self.data.records[self.next]
+            self.next += 1
+            for box, label in zip(torch.from_numpy(record.boxes).double(), record.labels):
+                mmdet = to_mmdet_v1(box, self.data.kind)  # whole-pixel corners, x2 the last pixel
+                frame = mmdet * size / torch.tensor([record.width, record.height] * 2) + torch.tensor([0, 0, 1, 1])
+                frame = (frame / size).float()
+                best = int(torch.argmax(((self.priors - frame).abs()).sum(dim=1) * -1))
+                loc[b, best] = BoxCoder((0.1, 0.2)).encode(frame[None], self.priors[best : best + 1])[0]
+                conf[b, best, label] = 20.0
+        return loc, conf
+
+
+@pytest.mark.parametrize("kind,split", [("toy_voc", "test"), ("toy_coco", "val")])
+def test_detections_of_the_authors_frame_come_back_in_our_readers_convention(toy, kind, split):
+    """VOC: mmdetection v1 reads the 1-based corners as whole pixels (ours subtract 1); COCO: it ends a box at
+    x + w - 1 (ours at x + w). A model trained in that frame that finds every object exactly reports our boxes."""
+    from scbloss import detectors
+    from scbloss.recipes import recipe
+
+    data = load_dataset(kind, toy, split)
+    layout = recipe("authors").layout(detectors.get("ssd300").layout("voc"))
+    detections = predict(_ExactOracle(data, layout), data, batch_size=2, num_workers=0, progress=False)
+    for record in data.records:
+        found = sorted(
+            [d["bbox"][0], d["bbox"][1], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3]]
+            for d in detections
+            if d["image_id"] == record.image_id and d["score"] > 0.5
+        )
+        assert np.allclose(found, sorted(record.boxes.tolist()), atol=0.02), record.file
 
 
 @pytest.mark.slow

@@ -11,17 +11,23 @@ from conftest import REPO, run_snakemake
 KEYS = ("pretrained_backbone", "batch_size", "lr", "warmup_iters", "max_iter", "lr_steps")
 
 
-def _cards() -> dict[str, dict]:
+def _cards() -> dict[tuple[str, str], dict]:
+    """(model, recipe) -> {family: values}; a card without a recipe is the ``original`` one."""
     text = (REPO / "docs" / "recipes.md").read_text()
     blocks = re.findall(r"<!-- recipe-card -->\n```yaml\n(.*?)```", text, re.DOTALL)
     cards = [yaml.safe_load(block) for block in blocks]
-    return {card.pop("model"): card for card in cards}
+    return {(card.pop("model"), card.pop("recipe", "original")): card for card in cards}
+
+
+def _resolved(values: dict) -> dict:
+    return {key: values.get(key, 0 if key == "warmup_iters" else None) for key in KEYS}
 
 
 @pytest.mark.slow
 def test_every_paper_run_trains_the_recipe_of_its_card(tmp_path):
     cards = _cards()
-    assert set(cards) == {"ssd300", "ssd512", "fssd300", "fssd512", "dssd321", "dssd513", "refinedet320"}
+    models = {"ssd300", "ssd512", "fssd300", "fssd512", "dssd321", "dssd513", "refinedet320"}
+    assert set(cards) == {(model, "original") for model in models} | {("ssd300", "authors"), ("ssd512", "authors")}
     code, output = run_snakemake("-n", "--configfile", "config/paper.yaml", "--config", f"results={tmp_path}")
     assert code == 0, output[-3000:]
     runs = sorted(set(re.findall(r"runs/([a-z0-9_-]+-s\d+)/train\.yaml", output)))
@@ -35,9 +41,22 @@ def test_every_paper_run_trains_the_recipe_of_its_card(tmp_path):
     for run, target in zip(runs, targets):
         values = yaml.safe_load(open(target).read())
         family = values["dataset"]["kind"]
-        card = cards[values["model"]].get(family)
+        card = cards[values["model"], values["recipe"]].get(family)
         assert card is not None, f"{run}: docs/recipes.md has no {family} card for {values['model']}"
-        resolved = {key: values.get(key, 0 if key == "warmup_iters" else None) for key in KEYS}
-        assert resolved == card, (run, resolved, card)
-        checked.add((values["model"], family))
+        assert _resolved(values) == card, (run, _resolved(values), card)
+        checked.add((values["model"], values["recipe"], family))
     assert len(checked) == 9  # Tables 1-9 train 3 detectors on VOC and 6 on COCO
+    assert {recipe for _, recipe, _ in checked} == {"authors", "original"}
+
+
+def test_a_row_choosing_the_other_recipe_trains_that_recipes_card():
+    """The SSD rows of the paper config train by `authors`; a table row may choose `original`: the composition then
+    gives the original card's values (what every paper run of FSSD, DSSD and RefineDet already checks)."""
+    from scbloss.experiments.matrix import Run
+    from scbloss.experiments.run_config import checked_train_config
+
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    for (model, recipe), card in _cards().items():
+        for family, expected in card.items():
+            values = checked_train_config(config, Run(family, model, "scb", recipe=recipe))
+            assert values["recipe"] == recipe and _resolved(values) == expected, (model, recipe, family)

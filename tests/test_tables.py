@@ -19,7 +19,8 @@ def _write_metrics(runs_dir, run, split, metrics):
 def test_voc_table_mean_std_delta_and_tolerance(tmp_path):
     spec = load_table_spec(REPO_TABLES / "table2.yaml")
     for seed, value in enumerate([78.0, 78.4]):
-        _write_metrics(tmp_path, Run("voc", "ssd300", "scb", "", seed), "test", {"voc_map": value})
+        metrics = {"voc_map": value, "recipe": "authors"}
+        _write_metrics(tmp_path, Run("voc", "ssd300", "scb", "", seed), "test", metrics)
     _write_metrics(tmp_path, Run("voc", "ssd300", "none", "", 0), "test", {"voc_map": 77.0})
     _write_metrics(tmp_path, Run("voc", "ssd300", "none", "", 1), "test", {"voc_map": 77.4})
     cells = pd.DataFrame(render(spec, tmp_path, 2, tmp_path / "out", REPO_TABLES / "templates", toy=False))
@@ -29,8 +30,9 @@ def test_voc_table_mean_std_delta_and_tolerance(tmp_path):
     improvement = cells[(cells["row"] == "SSD300 w/ scb loss") & (cells["column"] == "improvement")].iloc[0]
     assert improvement["mean"] == pytest.approx(1.0) and improvement["within"]
     markdown = (tmp_path / "out" / "table2.md").read_text()
-    assert "| SSD300 w/ scb loss | 1 | 3 | 78.2 ± 0.3 / 78.2 (+0.0 ✓) | 1.0 / 1.0 (+0.0 ✓) |" in markdown
-    assert "| FSSD300 | - | - | not run / 78.8 | - |" in markdown
+    assert "| SSD300 w/ scb loss | authors | 1 | 3 | 78.2 ± 0.3 / 78.2 (+0.0 ✓) | 1.0 / 1.0 (+0.0 ✓) |" in markdown
+    assert "| SSD300 | original | - | - | 77.2 ± 0.3 / 77.2 (+0.0 ✓) | - |" in markdown  # metrics without a recipe
+    assert "| FSSD300 | - | - | - | not run / 78.8 | - |" in markdown
     assert "toy dataset" not in markdown
     assert r"78.2 $\pm$ 0.3 / 78.2 (+0.0\checkmark)" in (tmp_path / "out" / "table2.tex").read_text()
 
@@ -42,7 +44,7 @@ def test_a_difference_that_rounds_to_zero_prints_without_a_sign(tmp_path):
     render(spec, tmp_path, 1, tmp_path / "out", REPO_TABLES / "templates", toy=False)
     markdown = (tmp_path / "out" / "table2.md").read_text()
     # improvement 77.2 - 77.24 = -0.04 -> "0.0"; its difference to the paper's 1.0 -> "-1.0"
-    assert "| SSD300 w/ scb loss | 1 | 3 | 77.2 / 78.2 (-1.0 ✗) | 0.0 / 1.0 (-1.0 ✗) |" in markdown
+    assert "| SSD300 w/ scb loss | original | 1 | 3 | 77.2 / 78.2 (-1.0 ✗) | 0.0 / 1.0 (-1.0 ✗) |" in markdown
 
 
 def test_recall_table_counts_and_summary(tmp_path):
@@ -55,12 +57,12 @@ def test_recall_table_counts_and_summary(tmp_path):
     _write_metrics(tmp_path, Run("voc", "ssd300", "none", "", 0), "test", {"recall": recall})
     render(spec, tmp_path, 1, tmp_path / "out", REPO_TABLES / "templates", toy=True)
     markdown = (tmp_path / "out" / "table3.md").read_text()
-    assert "| SSD300, 0.01 | 71.71 (370/516) / 73.06 (377/516) (-1.35 ✓) |" in markdown
+    assert "| SSD300, 0.01 | original | 71.71 (370/516) / 73.06 (377/516) (-1.35 ✓) |" in markdown
     assert "toy dataset" in markdown
     text = summary([tmp_path / "out" / "table3.csv"], toy=True)
     # the same recall at every threshold against the baseline rows: at 0.01 small 71.71 vs 73.06 and medium 91.79 vs
     # 92.29 are within 1.5, large 90.87 vs 96.57 is not; at 0.1 only large (vs 91.89); at 0.3 none (large vs 87.90)
-    assert "| table3 | 3 / 9 | 9 |" in text and "toy dataset" in text
+    assert "| table3 | original (3) | 3 / 9 | 9 |" in text and "toy dataset" in text  # 3 SSD300 rows ran
 
 
 def test_runs_are_shared_between_tables_and_configs_inherit():

@@ -46,6 +46,8 @@ def table_cells(spec: dict, runs_dir: Path, seeds: int) -> list[dict]:
             for seed in range(seeds)
         ]
         found = [m for m in found if m is not None]
+        # metrics written before recipes existed are the original recipe's
+        recipe = ", ".join(sorted({m.get("recipe", "original") for m in found}))
         for column in spec["columns"]:
             key = column["key"]
             paper = row.get("paper", {}).get(key)
@@ -53,6 +55,7 @@ def table_cells(spec: dict, runs_dir: Path, seeds: int) -> list[dict]:
             cell = {
                 "table": spec["id"],
                 "row": row["label"],
+                "recipe": recipe,
                 "column": key,
                 "paper": paper_percent,
                 "paper_counts": f"{paper['hits']}/{paper['total']}"
@@ -117,14 +120,15 @@ def _format_cell(cell: dict, decimals: int) -> dict:
 def render_table(spec: dict, cells: list[dict], templates: Path, toy: bool) -> dict[str, str]:
     """Markdown and LaTeX text of a table from its cells, through the Jinja templates."""
     decimals = 2 if spec["kind"] == "recall" else 1
-    by_row = {}
+    by_row, recipes = {}, {}
     for cell in cells:
         by_row.setdefault(cell["row"], []).append(_format_cell(cell, decimals))
+        recipes[cell["row"]] = cell.get("recipe") or ""
     compared = [c for c in cells if c["within"] is not None]
     context = {
         "spec": spec,
         "columns": spec["columns"],
-        "rows": [{"label": label, "cells": row} for label, row in by_row.items()],
+        "rows": [{"label": label, "recipe": recipes[label], "cells": row} for label, row in by_row.items()],
         "toy": toy,
         "within": sum(c["within"] for c in compared),
         "compared": len(compared),
@@ -158,15 +162,21 @@ def summary(csv_files: list[Path], toy: bool) -> str:
             "expected to match; nothing fails on a difference.",
             "",
         ]
-    lines += ["| table | within tolerance / compared | cells not run |", "|---|---|---|"]
+    lines += [
+        "| table | recipe (rows) | within tolerance / compared | cells not run |",
+        "|---|---|---|---|",
+    ]
     total_within = total_compared = 0
     for frame in frames:
         compared = frame[frame["within"].notna()]
         within = int(compared["within"].astype(bool).sum())
         not_run = int((frame["mean"].isna() & frame["static"].isna()).sum())
         total_within, total_compared = total_within + within, total_compared + len(compared)
-        lines.append(f"| {frame['table'].iloc[0]} | {within} / {len(compared)} | {not_run} |")
-    lines.append(f"| **all** | **{total_within} / {total_compared}** | |")
+        rows = frame.drop_duplicates("row")
+        ran = rows["recipe"].fillna("").astype(str) if "recipe" in rows else pd.Series(dtype=str)
+        recipes = ", ".join(f"{name} ({count})" for name, count in ran[ran != ""].value_counts().sort_index().items())
+        lines.append(f"| {frame['table'].iloc[0]} | {recipes or '-'} | {within} / {len(compared)} | {not_run} |")
+    lines.append(f"| **all** | | **{total_within} / {total_compared}** | |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -88,4 +89,34 @@ def sanitize_boxes(
     return clipped, keep
 
 
-__all__ = ["DatasetError", "DetectionSet", "ImageRecord", "sanitize_boxes", "size_mismatch", "undecodable"]
+# Our boxes -> mmdetection v1's, which the paper's released code trains on (SCB_Loss mmdet/datasets/xml_style.py
+# L49-L55: VOC's 1-based corners as read, x2 = xmax inclusive; mmdet/datasets/coco.py L78-L81: [x, y, x + w - 1,
+# y + h - 1]). Our VOC reader subtracts 1 from every corner; our COCO boxes end at x + w.
+_TO_MMDET_V1 = {"voc": (1.0, 1.0, 1.0, 1.0), "coco": (0.0, 0.0, -1.0, -1.0)}
+
+
+def _mmdet_v1_offset(boxes, annotation_format: str):
+    values = _TO_MMDET_V1[annotation_format]
+    return boxes.new_tensor(values) if isinstance(boxes, torch.Tensor) else np.asarray(values, dtype=boxes.dtype)
+
+
+def to_mmdet_v1(boxes, annotation_format: str):
+    """Pixel boxes of our readers (array or tensor) as mmdetection v1 reads the same annotation."""
+    return boxes + _mmdet_v1_offset(boxes, annotation_format)
+
+
+def from_mmdet_v1(boxes, annotation_format: str):
+    """The inverse of :func:`to_mmdet_v1`: mmdetection v1's inclusive pixel boxes in our readers' convention."""
+    return boxes - _mmdet_v1_offset(boxes, annotation_format)
+
+
+__all__ = [
+    "DatasetError",
+    "DetectionSet",
+    "ImageRecord",
+    "from_mmdet_v1",
+    "sanitize_boxes",
+    "size_mismatch",
+    "to_mmdet_v1",
+    "undecodable",
+]

@@ -45,6 +45,7 @@ class ModelMeta:
     width: float = 1.0
     batch_norm: bool = False
     priors: str = "voc"  # the prior family of its layout
+    recipe: str = "original"  # scbloss.recipes: how its priors were made and how it is tested
     class_names: list[str] = field(default_factory=list)
     category_ids: list[int] | None = None  # COCO-layout data: the category id of each class
     dataset_kind: str = ""
@@ -182,7 +183,9 @@ def load_trained(path: Path, device: torch.device | str = "cpu"):
         kind = "a resumable training checkpoint" if "optimizer" in state else "not a file written by 'scbloss train'"
         raise CheckpointError(f"{path}: {kind}, not a final model file ({FINAL_MODEL}); finish the run first")
     meta = ModelMeta.from_dict(state["meta"], path)
-    model = build_model(meta.model, meta.num_classes, meta.width, meta.priors, batch_norm=meta.batch_norm)
+    model = build_model(
+        meta.model, meta.num_classes, meta.width, meta.priors, batch_norm=meta.batch_norm, recipe=meta.recipe
+    )
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:  # torch lists every key and shape: pages for a whole detector

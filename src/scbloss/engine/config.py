@@ -74,6 +74,12 @@ def _backbone_names() -> tuple[str, ...]:
     return tuple(BACKBONE_WEIGHTS)
 
 
+def _recipe_names() -> tuple[str, ...]:
+    from ..recipes import RECIPES
+
+    return tuple(RECIPES)
+
+
 def _weighting_names() -> tuple[str, ...]:
     from ..detection.weighting import WEIGHTINGS
 
@@ -99,6 +105,12 @@ class DatasetConfig:
 class TrainConfig:
     dataset: DatasetConfig = option(doc="the data a run trains on", per_run=True)
     model: str = option("ssd300", doc="a registered detector", per_run=True)
+    recipe: str = option(
+        "original",
+        doc="whose conventions it trains and tests by: original (the detector's own scripts) or authors "
+        "(the paper's released code, SSD only); scbloss.recipes",
+        choices=_recipe_names,
+    )
     width: float = option(1.0, doc="channel multiplier of the network", low=0, low_open=True, high=8)
     batch_norm: bool = option(False, doc="BatchNorm in the trunk: to train from scratch (toy runs), not the paper's")
     weighting: str = option("scb", doc="W(M), a form of the paper's Table 1", choices=_weighting_names, per_run=True)
@@ -162,6 +174,11 @@ class TrainConfig:
                 detectors.get(self.model).check_variant(self.variant)
             except ValueError as error:
                 problems.append(f"variant: {error}")
+            from ..recipes import recipe
+
+            problem = recipe(self.recipe).check_model(self.model)
+            if problem:
+                problems.append(f"recipe: {problem}")
         if self.pretrained_backbone is not None and self.model in detectors.names():
             offered = detectors.get(self.model).backbone_weights
             if self.pretrained_backbone not in offered:

@@ -15,6 +15,7 @@ from ..conventions import RECALL_THRESHOLDS
 from ..data import load_dataset
 from ..data.transforms import normalization
 from ..paths import DETECTIONS, EVAL_METRICS, RECALL, test_dev_zip_name
+from ..recipes import recipe
 from .checkpoint import load_trained
 from .coco_eval import coco_stats
 from .predict import predict, write_json
@@ -71,11 +72,17 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     channels_last = meta.channels_last and torch.device(device).type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format  # as it trained
+    settings = recipe(meta.recipe)
+    # The recall tables count detections down to their lowest threshold; filtering those at the recipe's score
+    # floor equals post-processing at it (NMS never lets a lower score suppress a higher one)
+    lowest = min(settings.score_threshold, *thresholds)
     detections = predict(
         model,
         data,
         batch_size,
         num_workers,
+        score_threshold=lowest,
+        pre_nms_top_k=settings.pre_nms_top_k,
         device=device,
         memory_format=memory_format,
         normalize=normalization(meta.normalization),
@@ -86,6 +93,8 @@ def evaluate(
         "dataset": {"kind": kind, "root": str(root), "split": split},
         "images": len(data.records),
         "detections": len(detections),
+        "recipe": settings.name,
+        "score_threshold": settings.score_threshold,
     }
     if split == "test-dev":
         zipped = write_test_dev_submission(detections, out, name)
@@ -97,14 +106,17 @@ def evaluate(
         write_json(metrics, out / EVAL_METRICS)
         return metrics
     write_json(detections, out / DETECTIONS)
+    scored = detections  # what mAP and AP count
+    if settings.score_threshold > lowest:
+        scored = [d for d in detections if d["score"] > settings.score_threshold]
     if data.kind == "voc":
-        aps = voc_ap_per_class(data, detections, eleven_point=eleven_point)
+        aps = voc_ap_per_class(data, scored, eleven_point=eleven_point)
         valid = [v for v in aps.values() if not math.isnan(v)]
         metrics["voc_map"] = round(100.0 * sum(valid) / len(valid), 4) if valid else float("nan")
         metrics["voc_protocol"] = "VOC2007 11-point" if eleven_point else "all-point"
         metrics["ap_per_class"] = {k: round(100.0 * v, 4) for k, v in aps.items()}
     else:
-        metrics["coco"] = coco_stats(data.annotation_file, detections, coco_backend)
+        metrics["coco"] = coco_stats(data.annotation_file, scored, coco_backend)
     recall = size_recall(data, detections, thresholds)
     recall.to_csv(out / RECALL, index=False)
     metrics["recall"] = recall.to_dict(orient="records")

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..atomic import write_text
 from ..data.loader import DetectionDataset, batches, make_loader
-from ..data.records import DetectionSet
+from ..data.records import DetectionSet, from_mmdet_v1
 from ..data.transforms import eval_transform, normalization
 from ..detection import postprocess
 from ..detection.priors import detections_from_priors_frame
@@ -24,6 +24,7 @@ def predict(
     batch_size: int = 16,
     num_workers: int = 2,
     score_threshold: float = 0.01,
+    pre_nms_top_k: int | None = 400,
     device: torch.device | str = "cpu",
     progress: bool = True,
     memory_format: torch.memory_format = torch.contiguous_format,
@@ -32,7 +33,9 @@ def predict(
 ) -> list[dict]:
     """Detections of every image as COCO result entries: image_id, category_id, bbox [x, y, w, h] px, score.
 
-    Post-processing is SSD's: softmax, per-class NMS at 0.45, top 200 per image, score >= ``score_threshold``.
+    Post-processing is SSD's: softmax, at most ``pre_nms_top_k`` candidates per class (None: all), per-class NMS at
+    0.45, top 200 per image, score > ``score_threshold``. Boxes are in the data's convention
+    (:func:`scbloss.data.records.from_mmdet_v1` for a model with mmdetection v1's anchors).
     ``category_id`` is the dataset's own id (COCO's category ids; 1..20 for VOC). ``memory_format`` is the one the
     model trained in (channels_last under bf16); ``normalize`` the (mean, std) its backbone weights expect
     (ImageNet's by default); ``category_of`` the category id of each label (the dataset's, by default).
@@ -50,10 +53,13 @@ def predict(
     with batches(loader) as iterator:  # workers stopped however the loop ends
         for images, targets in tqdm(iterator, total=len(loader), desc="predict", disable=not progress, mininterval=10):
             loc, conf, priors = model.detection_inputs(model(images.to(device, memory_format=memory_format)))
-            for detections, target in zip(postprocess(loc.float(), conf.float(), priors, score_threshold), targets):
+            outputs = postprocess(loc.float(), conf.float(), priors, score_threshold, pre_nms_top_k=pre_nms_top_k)
+            for detections, target in zip(outputs, targets):
                 height, width = target["orig_size"]
                 boxes = detections_from_priors_frame(model.layout, detections["boxes"].cpu())
                 boxes = boxes * torch.tensor([width, height, width, height])
+                if model.layout.generator == "mmdet_v1":
+                    boxes = from_mmdet_v1(boxes, data.kind)
                 xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1)
                 scored = zip(xywh.tolist(), detections["scores"].tolist(), detections["labels"].tolist())
                 for box, score, label in scored:

@@ -21,6 +21,7 @@ from ..data.transforms import normalization, train_transform
 from ..detectors.backbones import backbone_weights
 from ..models import build_criterion, build_model
 from ..models.torchvision_ssd import load_torchvision_detector
+from ..recipes import recipe
 from .checkpoint import ModelMeta, RunFolder
 from .config import TrainConfig
 from .distributed import World, any_rank, global_normalizer, global_terms, init_distributed, world_from_env
@@ -108,6 +109,7 @@ def build_training(config: TrainConfig, device: torch.device, world: World | Non
         config.batch_norm,
         config.backbone_file,
         config.fc_weights,
+        config.recipe,
     )
     if config.pretrained is not None:
         loaded = load_torchvision_detector(model, config.pretrained, data.category_ids if data.kind == "coco" else None)
@@ -132,12 +134,12 @@ def build_training(config: TrainConfig, device: torch.device, world: World | Non
 
 
 def normalization_name(config: TrainConfig) -> str:
-    """The input normalisation of the weights a run starts from (ImageNet's when it starts from scratch)."""
+    """The input normalisation of the weights a run starts from (its recipe's when it starts from scratch)."""
     if config.pretrained is not None:
         return "caffe"  # torchvision's SSD300: 0-255 pixels minus the mean pixel
     if config.pretrained_backbone is not None:
         return backbone_weights(config.pretrained_backbone).normalization
-    return "imagenet"
+    return recipe(config.recipe).normalization
 
 
 def build_loader(config: TrainConfig, state: TrainingState, world: World, start: int, on_device: bool):
@@ -208,6 +210,7 @@ def model_meta(config: TrainConfig, state: TrainingState, iterations: int) -> Mo
         width=config.width,
         batch_norm=config.batch_norm,
         priors=dataset_spec(config.dataset.kind).prior_family,
+        recipe=config.recipe,
         class_names=state.data.class_names,
         category_ids=state.data.category_ids,
         dataset_kind=state.data.kind,

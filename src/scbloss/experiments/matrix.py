@@ -16,16 +16,18 @@ class Run:
     weighting: str
     variant: str = ""
     seed: int = 0
+    recipe: str = ""  # a table row's own recipe; empty: the one the config's train block gives the model
 
     @property
     def id(self) -> str:
         variant = f"-{self.variant}" if self.variant else ""
-        return f"{self.dataset}-{self.model}-{self.weighting}{variant}-s{self.seed}"
+        recipe = f"-{self.recipe}" if self.recipe else ""
+        return f"{self.dataset}-{self.model}-{self.weighting}{variant}{recipe}-s{self.seed}"
 
     @property
     def setting(self) -> Run:
         """The same run without its seed: what a table row refers to."""
-        return Run(self.dataset, self.model, self.weighting, self.variant, 0)
+        return Run(self.dataset, self.model, self.weighting, self.variant, 0, self.recipe)
 
 
 def metrics_path(runs_dir: str | Path, run_id: str, split: str) -> str:
@@ -35,7 +37,7 @@ def metrics_path(runs_dir: str | Path, run_id: str, split: str) -> str:
 
 def row_run(spec: dict, row: dict, seed: int = 0) -> Run:
     run = row["run"]
-    return Run(spec["dataset"], run["model"], run["weighting"], run.get("variant", ""), seed)
+    return Run(spec["dataset"], run["model"], run["weighting"], run.get("variant", ""), seed, run.get("recipe", ""))
 
 
 def runs_for_tables(specs: list[dict], seeds: int) -> list[Run]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..data.prepare import dataset_dir
 from ..data.registry import dataset_spec, kind_of
+from ..recipes import RECIPES
 
 if TYPE_CHECKING:  # the matrix's figure entries read the splits here
     from .matrix import Run
@@ -74,12 +75,31 @@ def dataset_entry(config: dict, family: str, split: str) -> dict:
     return {"kind": kind, "root": source["path" if source["source"] == "existing" else "root"], "split": split}
 
 
+def run_recipe(config: dict, run: Run) -> str:
+    """The recipe a run trains by (scbloss.recipes): its table row's, else the config's for its model."""
+    return run.recipe or _composed(config, run).get("recipe", "original")
+
+
+def _composed(config: dict, run: Run) -> dict:
+    """The train block's defaults, then the dataset's values, then the model's overrides."""
+    train = config["train"]
+    values = _merge(train.get("defaults", {}), train.get(run.dataset))
+    values = _merge(values, train.get("models", {}).get(run.model, {}).get("all"))
+    return _merge(values, train.get("models", {}).get(run.model, {}).get(run.dataset))
+
+
 def train_config(config: dict, run: Run) -> dict:
-    """A run's training config: defaults, then the dataset's recipe, then the model's overrides, then the run."""
-    recipe = config["train"]
-    values = _merge(recipe.get("defaults", {}), recipe.get(run.dataset))
-    values = _merge(values, recipe.get("models", {}).get(run.model, {}).get("all"))
-    values = _merge(values, recipe.get("models", {}).get(run.model, {}).get(run.dataset))
+    """A run's training config: defaults, then the dataset's values, then the model's overrides, then its recipe's
+    values (``train.recipes.<recipe>``: ``all``, then the dataset's), then the run."""
+    values = _composed(config, run)
+    recipe = run_recipe(config, run)
+    declared = config["train"].get("recipes", {})
+    unknown = sorted(set(declared) - set(RECIPES))
+    if unknown:
+        raise ValueError(f"train.recipes: {unknown[0]!r} is not a recipe ({', '.join(RECIPES)})")
+    layers = declared.get(recipe, {})
+    values = _merge(_merge(values, layers.get("all")), layers.get(run.dataset))
+    values["recipe"] = recipe
     values.update(
         {
             "model": run.model,
@@ -108,6 +128,7 @@ __all__ = [
     "dataset_entry",
     "dataset_kind",
     "dataset_layout",
+    "run_recipe",
     "test_split",
     "train_config",
     "train_split",

@@ -10,6 +10,7 @@ import yaml
 from .. import detectors
 from ..conventions import COCO_STATS, RECALL_THRESHOLDS, SIZE_BUCKETS
 from ..detection.weighting import WEIGHTINGS
+from ..recipes import RECIPES
 from .run_config import dataset_layout, test_split
 
 
@@ -48,6 +49,8 @@ def _validate_table(spec, path: Path, schema: dict) -> None:
                     detectors.get(run["model"]).check_variant(run["variant"])
                 except ValueError as error:
                     problems.append(f"{where}: run.variant: {error}")
+            if run.get("recipe") and run["recipe"] not in RECIPES:
+                problems.append(f"{where}: run.recipe {run['recipe']!r} is not one of {', '.join(RECIPES)}")
             if run["weighting"] not in WEIGHTINGS:
                 problems.append(f"{where}: run.weighting {run['weighting']!r} is not one of {', '.join(WEIGHTINGS)}")
             if spec["kind"] == "recall" and "threshold" not in row:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import detectors
+from .. import detectors, recipes
 from ..detectors.backbones import backbone_weights
 from .base import SingleShotDetector
 from .pretrained import read_state_dict
@@ -17,6 +17,7 @@ def build_model(
     batch_norm: bool = False,
     backbone_file: str | None = None,
     fc_weights: str | None = None,
+    recipe: str = "original",
 ) -> SingleShotDetector:
     """A detector by name; ``num_classes`` includes the background (21 for VOC, 81 for COCO).
 
@@ -25,11 +26,13 @@ def build_model(
     training from scratch. ``pretrained_backbone`` names backbone weights the detector declares (see
     scbloss.detectors.backbones), read from ``backbone_file`` (a path or URL) when given, else downloaded from
     their URL; ``fc_weights`` is Caffe's reduced fc6/fc7 for a VGG16 backbone (ssd.pytorch's vgg16_reducedfc.pth).
+    ``recipe`` (scbloss.recipes) turns the prior sizes into boxes as that recipe's code does.
     """
     spec = detectors.get(name)
     if width <= 0:
         raise ValueError(f"width must be positive, got {width}")
-    model = detectors.resolve(spec.network)(spec.layout(dataset), num_classes, width, batch_norm)
+    layout = recipes.recipe(recipe).layout(spec.layout(dataset))
+    model = detectors.resolve(spec.network)(layout, num_classes, width, batch_norm)
     if pretrained_backbone is None:
         if backbone_file or fc_weights:
             raise ValueError(f"{name}: backbone_file and fc_weights need pretrained_backbone (which weights they are)")

@@ -1,0 +1,73 @@
+"""Training recipes: whose conventions a run trains and tests by.
+
+A recipe is what a run's numbers are comparable to. ``original`` follows each detector's own paper scripts (the
+cards of docs/recipes.md); ``authors`` follows the paper's released code (github.com/1243France/SCB_Loss, built on
+mmdetection v1.0), which holds SSD300 and SSD512 only. The values a recipe sets in the training config (schedule,
+backbone) live in the pipeline config's ``train.recipes`` block; what it changes in the code is here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .detection.layout import PriorLayout
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    summary: str
+    prior_generator: str  # scbloss.detection.layout.PriorLayout.generator
+    augmentation: str  # "ssd": torchvision's v2 SSD pipeline (data/transforms.py); "authors": data/authors_augment.py
+    normalization: str  # the input normalisation of a run that starts from scratch (data/transforms.py)
+    score_threshold: float  # the lowest detection score the mAP and AP metrics keep
+    pre_nms_top_k: int | None  # candidates per class before NMS (None: every prior)
+    models: tuple[str, ...] | None = None  # the detectors it exists for (None: every one)
+
+    def layout(self, layout: PriorLayout) -> PriorLayout:
+        """A detector's prior sizes, turned into boxes as this recipe's code does."""
+        if self.prior_generator == layout.generator:
+            return layout
+        return dataclasses.replace(layout, generator=self.prior_generator, clip="none")
+
+    def check_model(self, model: str) -> str | None:
+        """Why ``model`` cannot train by this recipe; None when it can."""
+        if self.models is None or model in self.models:
+            return None
+        return f"the {self.name} recipe exists for {', '.join(self.models)} only, not {model} ({self.summary})"
+
+
+RECIPES = {
+    "original": Recipe(
+        name="original",
+        summary="each detector's own paper scripts (docs/recipes.md)",
+        prior_generator="ssd",
+        augmentation="ssd",
+        normalization="imagenet",
+        # Caffe SSD's test (ssd_pascal.py: confidence_threshold 0.01, top_k 400 before NMS, keep_top_k 200)
+        score_threshold=0.01,
+        pre_nms_top_k=400,
+    ),
+    "authors": Recipe(
+        name="authors",
+        summary="the paper's released code, 1243France/SCB_Loss (mmdetection v1.0)",
+        prior_generator="mmdet_v1",  # SCB_Loss mmdet/models/anchor_heads/ssd_head.py L50-L89
+        augmentation="authors",  # SCB_Loss configs/pascal_voc/ssd300_voc.py L50-L73
+        normalization="mmdet_caffe",  # SCB_Loss configs/pascal_voc/ssd300_voc.py L49
+        # SCB_Loss configs/pascal_voc/ssd300_voc.py L41-L45: score_thr 0.02, no nms_pre, NMS 0.45, 200 per image
+        score_threshold=0.02,
+        pre_nms_top_k=None,
+        models=("ssd300", "ssd512"),
+    ),
+}
+
+
+def recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}") from None
+
+
+__all__ = ["RECIPES", "Recipe", "recipe"]
