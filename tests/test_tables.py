@@ -85,10 +85,41 @@ def test_runs_are_shared_between_tables_and_configs_inherit():
         "model": "ssd512",
         "weighting": "scb",
         "seed": 1,
+        "recipe": "original",
         "dataset": {"kind": "coco", "root": "d/coco", "split": "train"},
     }
+    # a recipe's layer goes over the model's, for every run trained by it; a row's own recipe wins
+    config["train"]["models"]["ssd512"]["all"]["recipe"] = "authors"
+    config["train"]["recipes"] = {"authors": {"all": {"lr": 3.0}, "coco": {"max_iter": 7}}}
+    values = train_config(config, Run("coco", "ssd512", "scb", "", 1))
+    assert (values["recipe"], values["lr"], values["max_iter"], values["batch_size"]) == ("authors", 3.0, 7, 4)
+    values = train_config(config, Run("coco", "ssd512", "scb", "", 1, recipe="original"))
+    assert (values["recipe"], values["lr"], values["max_iter"]) == ("original", 2.0, 9)
+    assert Run("coco", "ssd512", "scb", "", 1, recipe="original").id == "coco-ssd512-scb-original-s1"
     assert train_config(config, Run("voc", "ssd300", "none"))["dataset"] == {
         "kind": "toy_voc",
         "root": "t",
         "split": "trainval",
     }
+
+
+def test_a_comparison_table_names_the_recipe_its_runs_trained_by(tmp_path):
+    from scbloss.comparison import render_comparison
+
+    spec = {
+        "id": "mine-ssd300",
+        "title": "ssd300 on mine",
+        "kind": "comparison",
+        "dataset": "mine",
+        "split": "test",
+        "baseline": "none",
+        "columns": [{"key": "voc_map", "label": "voc_map"}],
+        "rows": [{"label": w, "run": {"model": "ssd300", "weighting": w}} for w in ("none", "scb")],
+    }
+    for weighting, value in (("none", 70.0), ("scb", 72.5)):
+        metrics = {"voc_map": value, "recipe": "authors"}
+        _write_metrics(tmp_path, Run("mine", "ssd300", weighting, "", 0), "test", metrics)
+    cells = render_comparison(spec, tmp_path, 1, tmp_path / "out", REPO_TABLES / "templates")
+    assert {c["recipe"] for c in cells} == {"authors"}
+    assert "trained and tested by the authors recipe" in (tmp_path / "out" / "mine-ssd300.md").read_text()
+    assert "(recipe: authors)" in (tmp_path / "out" / "mine-ssd300.tex").read_text()

@@ -56,6 +56,7 @@ def comparison_cells(spec: dict, runs_dir: Path, seeds: int) -> list[dict]:
             cell = {
                 "table": spec["id"],
                 "row": row["label"],
+                "recipe": ", ".join(sorted({m.get("recipe", "original") for m in found.values()})),
                 "column": column["key"],
                 "seeds": len(values),
                 "mean": statistics.fmean(values.values()) if values else None,
@@ -103,7 +104,8 @@ def render_comparison(spec: dict, runs_dir: Path, seeds: int, out_dir: Path, tem
         loader=jinja2.FileSystemLoader(str(templates)), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
     )
     environment.filters["tex"] = lambda text: str(text).replace("_", r"\_").replace("±", r"$\pm$")
-    context = {"spec": spec, "columns": spec["columns"], "rows": rows, "seeds": seeds}
+    recipes = sorted({name for c in cells for name in c["recipe"].split(", ") if name})
+    context = {"spec": spec, "columns": spec["columns"], "rows": rows, "seeds": seeds, "recipes": recipes}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for suffix in ("md", "tex"):
