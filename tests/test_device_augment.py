@@ -202,3 +202,37 @@ def test_a_pipeline_step_the_device_cannot_apply_is_refused(monkeypatch):
     monkeypatch.setattr(device_augment, "train_transform", with_blur)
     with pytest.raises(ValueError, match="GaussianBlur"):
         ParameterDrawer(300)
+
+
+@pytest.fixture(scope="module")
+def toy_voc(tmp_path_factory):
+    from scbloss.data import load_dataset
+    from scbloss.data.toy import ToyConfig, generate_toy
+
+    root = generate_toy(tmp_path_factory.mktemp("toy") / "toy", ToyConfig(train_images=6, test_images=2, seed=4))
+    return load_dataset("toy_voc", root, "trainval")
+
+
+@pytest.mark.parametrize("size", [300, 512])
+def test_the_authors_augmentation_gives_both_paths_the_same_sample(toy_voc, size):
+    """recipe: authors through the loader's two datasets: for each (seed, epoch, index) the CPU pipeline and the
+    workers' draws applied on the device give the same boxes (mmdetection v1's convention, normalized) and the
+    same pixels up to the JPEG decoders (PIL's and torchvision's): equal to the bit on this machine's toy JPEGs,
+    allowed 1 level of 255 on average for a decoder built otherwise."""
+    from scbloss.data.authors_augment import AuthorsDraws
+    from scbloss.data.loader import DetectionDataset, EncodedDetectionDataset, training_transform
+    from scbloss.data.transforms import normalization
+
+    normalize = normalization("mmdet_caffe")
+    cpu = DetectionDataset(
+        toy_voc, training_transform("authors", size, normalize), train=True, seed=3, augmentation="authors"
+    )
+    device = EncodedDetectionDataset(toy_voc, size, seed=3, augmentation="authors")
+    for key in [(index, epoch) for index in range(len(toy_voc.records)) for epoch in (0, 1)]:
+        image, expected = cpu[key]
+        sample, target = device[key]
+        assert isinstance(sample.drawn, AuthorsDraws)
+        assert torch.equal(target["boxes"], expected["boxes"]) and torch.equal(target["labels"], expected["labels"])
+        pixels = augment_batch([sample], size, torch.device("cpu"), normalize=normalize)[0]
+        difference = (pixels - image).abs()  # 0-255 levels: std 1 of 255
+        assert difference.mean() <= 1.0 and difference.quantile(0.99) <= 8.0, (key, difference.max())

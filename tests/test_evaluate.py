@@ -6,16 +6,19 @@ import pandas as pd
 import pytest
 import torch
 
+from scbloss import detectors
 from scbloss.data import load_dataset
 from scbloss.data.records import to_mmdet_v1
 from scbloss.data.toy import ToyConfig, generate_toy
 from scbloss.detection import PriorLayout
+from scbloss.engine.checkpoint import ModelMeta
 from scbloss.engine.config import config_from_dict
 from scbloss.engine.evaluate import evaluate, write_test_dev_submission
 from scbloss.engine.matchstats import matching_statistics, plot_histograms
 from scbloss.engine.predict import predict
 from scbloss.engine.train import train
 from scbloss.models.base import SingleShotDetector
+from scbloss.recipes import recipe
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +117,57 @@ def test_detections_of_the_authors_frame_come_back_in_our_readers_convention(toy
             if d["image_id"] == record.image_id and d["score"] > 0.5
         )
         assert np.allclose(found, sorted(record.boxes.tolist()), atol=0.02), record.file
+
+
+@pytest.mark.slow
+def test_the_authors_recipe_trains_on_both_augmentation_paths_and_tests_at_its_score_floor(toy, tmp_path):
+    """recipe: authors end to end: the same weights whichever path augments (the draws and pixels are the same),
+    the recipe in the model file and the metrics, mAP counted above 0.02 while recall keeps 0.01."""
+    finals = {}
+    for augment_on in ("cpu", "gpu"):  # "gpu": the device path, here on the CPU
+        config = config_from_dict(
+            {
+                "model": "ssd300",
+                "recipe": "authors",
+                "width": 0.125,
+                "batch_norm": True,
+                "dataset": {"kind": "toy_voc", "root": str(toy), "split": "trainval"},
+                "batch_size": 2,
+                "max_iter": 2,
+                "num_workers": 0,
+                "augment_on": augment_on,
+            }
+        )
+        finals[augment_on] = train(config, tmp_path / augment_on)
+    cpu, device = (torch.load(finals[k], weights_only=True) for k in ("cpu", "gpu"))
+    assert cpu["meta"]["recipe"] == "authors" and cpu["meta"]["normalization"] == "mmdet_caffe"
+    assert all(torch.allclose(cpu["model"][k], device["model"][k], atol=1e-6) for k in cpu["model"])
+    metrics = evaluate(finals["cpu"], "toy_voc", toy, "test", tmp_path / "eval", num_workers=0)
+    assert metrics["recipe"] == "authors" and metrics["score_threshold"] == 0.02
+
+
+def test_the_authors_map_counts_scores_above_its_floor_and_recall_keeps_the_rest(toy, tmp_path, monkeypatch):
+    """Every object found exactly, at score 0.015: recall at 0.01 is 100%, but the authors' test (score > 0.02)
+    keeps none of them for mAP, which is then 0 for every class; at 0.025 they all count (AP 100)."""
+    from scbloss.engine import evaluate as module
+
+    data = load_dataset("toy_voc", toy, "test")
+    model = SingleShotDetector(recipe("authors").layout(detectors.get("ssd300").layout("voc")), data.num_classes + 1)
+    meta = ModelMeta(model="ssd300", num_classes=data.num_classes + 1, recipe="authors", class_names=data.class_names)
+    monkeypatch.setattr(module, "load_trained", lambda path, device: (model, meta))
+    for score, expected_map in ((0.015, 0.0), (0.025, 100.0)):
+        exact = [
+            {"image_id": r.image_id, "category_id": int(label), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
+            for r in data.records
+            for (x1, y1, x2, y2), label, hard in zip(r.boxes.tolist(), r.labels, r.difficult)
+            if not hard
+        ]
+        monkeypatch.setattr(module, "predict", lambda *args, found=exact, **kwargs: found)
+        metrics = evaluate("model.pt", "toy_voc", toy, "test", tmp_path / str(score), num_workers=0)
+        assert metrics["voc_map"] == pytest.approx(expected_map)
+        counted = [e for e in metrics["recall"] if e["total"]]
+        assert all(e["hits"] == e["total"] for e in counted if e["threshold"] == 0.01)
+        assert all(e["hits"] == 0 for e in counted if e["threshold"] == 0.1)
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ from torchvision.ops import roi_align
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from .authors_augment import AuthorsDraws, apply_authors_batch
 from .records import DatasetError, size_mismatch, undecodable
 from .transforms import fill_colour, normalization, train_transform
 
@@ -51,7 +52,7 @@ class RawSample:
     file: str
     height: int
     width: int
-    drawn: DrawnAugmentation
+    drawn: DrawnAugmentation | AuthorsDraws
 
 
 def iou_crop_params(step: v2.RandomIoUCrop, flat_inputs: list) -> dict:
@@ -215,9 +216,12 @@ def augment_batch(
     """Decode and augment a batch on ``device``: float [B, 3, size, size], normalized like the CPU pipeline
     (``normalize`` = (mean, std); ImageNet's by default)."""
     normalize = normalize or normalization("imagenet")
+    images = _decode(samples, device)
+    if isinstance(samples[0].drawn, AuthorsDraws):  # the authors recipe's draws (loader.parameter_drawer)
+        out = apply_authors_batch(images, [s.drawn for s in samples], size, *normalize)
+        return out.contiguous(memory_format=memory_format)
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in normalize)
     fill = torch.tensor(fill_colour(normalize), device=device, dtype=torch.float32).view(3, 1, 1) / 255
-    images = _decode(samples, device)
     height = max(image.shape[1] for image in images)
     width = max(image.shape[2] for image in images)
     # A border of fill around every image, so samples just outside it blend with the fill (roi_align would repeat

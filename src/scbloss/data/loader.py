@@ -14,12 +14,32 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from .records import DatasetError, DetectionSet, size_mismatch, undecodable
-from .transforms import too_small_to_train
+from .records import DatasetError, DetectionSet, size_mismatch, to_mmdet_v1, undecodable
+from .transforms import too_small_to_train, train_transform
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def training_transform(augmentation: str, size: int, normalize: tuple) -> Callable:
+    """The CPU pipeline of a recipe's augmentation (scbloss.recipes): ``(image, target) -> (image, target)``."""
+    if augmentation == "authors":
+        from .authors_augment import AuthorsTrainTransform
+
+        return AuthorsTrainTransform(size, *normalize)
+    return train_transform(size, *normalize)
+
+
+def parameter_drawer(augmentation: str, size: int) -> Callable:
+    """What a loader worker runs when the device augments: the same draws as :func:`training_transform`."""
+    if augmentation == "authors":
+        from .authors_augment import AuthorsDrawer
+
+        return AuthorsDrawer(size)
+    from .device_augment import ParameterDrawer
+
+    return ParameterDrawer(size)
 
 
 def _check_trainable(record) -> None:
@@ -33,11 +53,26 @@ class DetectionDataset(Dataset):
 
     The target holds ``boxes`` (normalized xyxy), ``labels`` (1..C), ``image_id`` and ``orig_size`` (h, w).
     Training (``train=True``) leaves difficult and crowd objects out. The random transform runs under a generator
-    seeded from (seed, epoch, index), so a sample is the same whatever the worker count or resume point.
+    seeded from (seed, epoch, index), so a sample is the same whatever the worker count or resume point. With
+    ``augmentation="authors"`` the boxes enter the transform, and leave it, in mmdetection v1's convention
+    (:func:`~scbloss.data.records.to_mmdet_v1`), as that recipe's loss reads them.
     """
 
-    def __init__(self, data: DetectionSet, transform: Callable, train: bool, seed: int = 0) -> None:
+    def __init__(
+        self, data: DetectionSet, transform: Callable, train: bool, seed: int = 0, augmentation: str = "ssd"
+    ) -> None:
         self.data, self.transform, self.train, self.seed = data, transform, train, seed
+        self.augmentation = augmentation
+
+    def _objects(self, record, keep: np.ndarray, canvas: tuple[int, int]) -> dict:
+        boxes, labels = record.boxes[keep], record.labels[keep]
+        if self.augmentation == "authors":
+            boxes = to_mmdet_v1(boxes, self.data.kind)
+            # mmdetection v1 reads no COCO box under a pixel wide or high (SCB_Loss mmdet/datasets/coco.py L79)
+            whole = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
+            boxes, labels = boxes[whole], labels[whole]
+        boxes = tv_tensors.BoundingBoxes(torch.from_numpy(boxes).reshape(-1, 4), format="XYXY", canvas_size=canvas)
+        return {"boxes": boxes, "labels": torch.from_numpy(labels)}
 
     def __len__(self) -> int:
         return len(self.data.records)
@@ -56,10 +91,7 @@ class DetectionDataset(Dataset):
         if problem:
             raise DatasetError(problem)
         keep = record.counted() if self.train else np.ones(len(record), dtype=bool)
-        boxes = tv_tensors.BoundingBoxes(
-            torch.from_numpy(record.boxes[keep]).reshape(-1, 4), format="XYXY", canvas_size=image.shape[1:]
-        )
-        target = {"boxes": boxes, "labels": torch.from_numpy(record.labels[keep])}
+        target = self._objects(record, keep, image.shape[1:])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, epoch, index))
             image, target = self.transform(tv_tensors.Image(image), target)
@@ -81,10 +113,8 @@ class EncodedDetectionDataset(DetectionDataset):
     the CPU pipeline would produce. Decoding and pixels happen on the device, in :func:`augment_batch`.
     """
 
-    def __init__(self, data: DetectionSet, size: int, seed: int = 0) -> None:
-        from .device_augment import ParameterDrawer
-
-        super().__init__(data, ParameterDrawer(size), train=True, seed=seed)
+    def __init__(self, data: DetectionSet, size: int, seed: int = 0, augmentation: str = "ssd") -> None:
+        super().__init__(data, parameter_drawer(augmentation, size), train=True, seed=seed, augmentation=augmentation)
         self.size = size
 
     def __getitem__(self, key: int | tuple[int, int]):
@@ -97,13 +127,7 @@ class EncodedDetectionDataset(DetectionDataset):
             data = torch.frombuffer(bytearray(Path(record.file).read_bytes()), dtype=torch.uint8)
         except OSError as error:
             raise DatasetError(f"{record.file}: cannot read image ({error.strerror or error})") from error
-        keep = record.counted()
-        boxes = tv_tensors.BoundingBoxes(
-            torch.from_numpy(record.boxes[keep]).reshape(-1, 4),
-            format="XYXY",
-            canvas_size=(record.height, record.width),
-        )
-        target = {"boxes": boxes, "labels": torch.from_numpy(record.labels[keep])}
+        target = self._objects(record, record.counted(), (record.height, record.width))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, epoch, index))
             drawn, target = self.transform(record.height, record.width, target)
@@ -217,6 +241,8 @@ __all__ = [
     "batches",
     "collate",
     "make_loader",
+    "parameter_drawer",
     "sample_seed",
+    "training_transform",
     "worker_error",
 ]

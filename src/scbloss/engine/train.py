@@ -16,8 +16,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data import DetectionSet, dataset_spec, load_dataset
 from ..data.device_augment import augment_batch
-from ..data.loader import DetectionDataset, EncodedDetectionDataset, IterationBatchSampler, RankSlice, make_loader
-from ..data.transforms import normalization, train_transform
+from ..data.loader import (
+    DetectionDataset,
+    EncodedDetectionDataset,
+    IterationBatchSampler,
+    RankSlice,
+    make_loader,
+    training_transform,
+)
+from ..data.transforms import normalization
 from ..detectors.backbones import backbone_weights
 from ..models import build_criterion, build_model
 from ..models.torchvision_ssd import load_torchvision_detector
@@ -146,11 +153,12 @@ def build_loader(config: TrainConfig, state: TrainingState, world: World, start:
     """This process's share of the batches of iterations ``start``..``max_iter``: encoded images and drawn
     augmentation parameters when the device augments, augmented images otherwise."""
     size = state.model.layout.image_size
+    augmentation = recipe(config.recipe).augmentation
     if on_device:
-        dataset = EncodedDetectionDataset(state.data, size, seed=config.seed)
+        dataset = EncodedDetectionDataset(state.data, size, seed=config.seed, augmentation=augmentation)
     else:
-        transform = train_transform(size, *normalization(normalization_name(config)))
-        dataset = DetectionDataset(state.data, transform, train=True, seed=config.seed)
+        transform = training_transform(augmentation, size, normalization(normalization_name(config)))
+        dataset = DetectionDataset(state.data, transform, train=True, seed=config.seed, augmentation=augmentation)
     batches = IterationBatchSampler(len(dataset), config.batch_size, config.seed, config.max_iter, start)
     return make_loader(dataset, RankSlice(batches, world.rank, world.size), num_workers=config.num_workers)
 
