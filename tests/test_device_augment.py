@@ -236,3 +236,28 @@ def test_the_authors_augmentation_gives_both_paths_the_same_sample(toy_voc, size
         pixels = augment_batch([sample], size, torch.device("cpu"), normalize=normalize)[0]
         difference = (pixels - image).abs()  # 0-255 levels: std 1 of 255
         assert difference.mean() <= 1.0 and difference.quantile(0.99) <= 8.0, (key, difference.max())
+
+
+def test_the_authors_loss_reads_the_very_pixel_boxes_the_augmentation_made(toy_voc):
+    """The loader normalizes the authors' boxes in float64, so the loss frame gets back every float32 pixel
+    coordinate exactly (+1 on the inclusive edge); through float32 about one random coordinate in ten comes back an
+    ulp off."""
+    from scbloss import detectors
+    from scbloss.data.authors_augment import AuthorsTrainTransform
+    from scbloss.data.loader import DetectionDataset, sample_seed
+    from scbloss.detection.priors import targets_for_loss
+    from scbloss.recipes import recipe
+
+    layout = recipe("authors").layout(detectors.get("ssd300").layout("voc"))
+    transform = AuthorsTrainTransform(300)
+    dataset = DetectionDataset(toy_voc, transform, train=True, seed=5, augmentation="authors")
+    for index in range(len(toy_voc.records)):
+        _, target = dataset[(index, 0)]
+        record = toy_voc.records[index]
+        objects = dataset._objects(record, record.counted(), (record.height, record.width))
+        torch.manual_seed(sample_seed(5, 0, index))
+        _, expected = transform(
+            tv_tensors.Image(torch.zeros(3, record.height, record.width, dtype=torch.uint8)), objects
+        )
+        pixels = expected["boxes"].as_subclass(torch.Tensor) + torch.tensor([0.0, 0.0, 1.0, 1.0])
+        assert torch.equal(targets_for_loss(layout, [target])[0]["boxes"], pixels)

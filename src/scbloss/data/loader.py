@@ -64,6 +64,15 @@ class DetectionDataset(Dataset):
         self.data, self.transform, self.train, self.seed = data, transform, train, seed
         self.augmentation = augmentation
 
+    def _normalized(self, boxes, scale: torch.Tensor) -> torch.Tensor:
+        """Boxes / input size. The authors' loss works in pixels (detection.priors.targets_for_loss): in float64,
+        multiplying back gives every float32 pixel coordinate exactly, which float32 does not (an exact tie
+        between two anchors would then break the other way)."""
+        boxes = boxes.as_subclass(torch.Tensor)
+        if self.augmentation == "authors":
+            return boxes.double() / scale.double()
+        return boxes.float() / scale
+
     def _objects(self, record, keep: np.ndarray, canvas: tuple[int, int]) -> dict:
         boxes, labels = record.boxes[keep], record.labels[keep]
         if self.augmentation == "authors":
@@ -98,7 +107,7 @@ class DetectionDataset(Dataset):
         height, width = image.shape[-2:]
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         return image.as_subclass(torch.Tensor), {
-            "boxes": target["boxes"].as_subclass(torch.Tensor).float() / scale,
+            "boxes": self._normalized(target["boxes"], scale),
             "labels": target["labels"],
             "image_id": record.image_id,
             "orig_size": (record.height, record.width),
@@ -133,7 +142,7 @@ class EncodedDetectionDataset(DetectionDataset):
             drawn, target = self.transform(record.height, record.width, target)
         sample = RawSample(data, str(record.file), record.height, record.width, drawn)
         return sample, {
-            "boxes": target["boxes"].as_subclass(torch.Tensor).float() / self.size,
+            "boxes": self._normalized(target["boxes"], torch.tensor([float(self.size)] * 4)),
             "labels": target["labels"],
             "image_id": record.image_id,
             "orig_size": (record.height, record.width),

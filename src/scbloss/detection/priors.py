@@ -112,9 +112,10 @@ def targets_for_loss(layout: PriorLayout, targets: list[dict]) -> list[dict]:
     if layout.generator != "mmdet_v1":
         return targets
     scale, edge = float(layout.image_size), torch.tensor(_INCLUSIVE_EDGE, dtype=torch.float64)
-    # in float64, so that pixel coordinates divided by the input size come back to the very float32 they were
+    # in float64: pixel coordinates divided by the input size in float64 (the loader's) come back to the very
+    # float32 they were
     return [
-        {**target, "boxes": (target["boxes"].double() * scale + edge.to(target["boxes"].device)).to(target["boxes"])}
+        {**target, "boxes": (target["boxes"].double() * scale + edge.to(target["boxes"].device)).float()}
         for target in targets
     ]
 
