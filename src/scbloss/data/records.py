@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,8 @@ _TO_MMDET_V1 = {"voc": (1.0, 1.0, 1.0, 1.0), "coco": (0.0, 0.0, -1.0, -1.0)}
 
 def _mmdet_v1_offset(boxes, annotation_format: str):
     values = _TO_MMDET_V1[annotation_format]
-    return boxes.new_tensor(values) if isinstance(boxes, torch.Tensor) else np.asarray(values, dtype=boxes.dtype)
+    # a tensor otherwise (this module stays free of torch: the workflow imports it)
+    return np.asarray(values, dtype=boxes.dtype) if isinstance(boxes, np.ndarray) else boxes.new_tensor(values)
 
 
 def to_mmdet_v1(boxes, annotation_format: str):
