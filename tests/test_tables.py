@@ -34,6 +34,7 @@ def test_voc_table_mean_std_delta_and_tolerance(tmp_path):
     assert "| SSD300 | original | - | - | 77.2 ± 0.3 / 77.2 (+0.0 ✓) | - |" in markdown  # metrics without a recipe
     assert "| FSSD300 | - | - | - | not run / 78.8 | - |" in markdown
     assert "toy dataset" not in markdown
+    assert "rows without the scale-balanced loss are the numbers the detector papers published" in markdown
     assert r"78.2 $\pm$ 0.3 / 78.2 (+0.0\checkmark)" in (tmp_path / "out" / "table2.tex").read_text()
 
 
@@ -58,7 +59,7 @@ def test_recall_table_counts_and_summary(tmp_path):
     render(spec, tmp_path, 1, tmp_path / "out", REPO_TABLES / "templates", toy=True)
     markdown = (tmp_path / "out" / "table3.md").read_text()
     assert "| SSD300, 0.01 | original | 71.71 (370/516) / 73.06 (377/516) (-1.35 ✓) |" in markdown
-    assert "toy dataset" in markdown
+    assert "toy dataset" in markdown and "Recall counts detections down to the lowest threshold, 0.01" in markdown
     text = summary([tmp_path / "out" / "table3.csv"], toy=True)
     # the same recall at every threshold against the baseline rows: at 0.01 small 71.71 vs 73.06 and medium 91.79 vs
     # 92.29 are within 1.5, large 90.87 vs 96.57 is not; at 0.1 only large (vs 91.89); at 0.3 none (large vs 87.90)
