@@ -191,3 +191,18 @@ def test_temporary_files_of_killed_writers_are_removed_at_the_next_start(tiny_to
     stale.write_bytes(b"")
     train(_config(tiny_toy, max_iter=1, lr_steps=[]), tmp_path / "run")
     assert not stale.exists()
+
+
+def test_a_run_saved_before_a_key_existed_resumes_with_that_keys_default(tmp_path):
+    """A config saved without `recipe` (written before the key existed) trained by its default, `original`: no
+    change for a run by it, a change naming old and new values for a run by another."""
+    from scbloss.engine.checkpoint import ConfigChanged, compare_configs
+    from scbloss.engine.config import config_from_dict
+
+    current = config_from_dict({"dataset": {"kind": "toy_voc", "root": "t"}, "model": "ssd300"})
+    saved = current.to_dict()
+    del saved["recipe"]
+    assert compare_configs(saved, current, tmp_path) == {}
+    authors = config_from_dict({"dataset": {"kind": "toy_voc", "root": "t"}, "model": "ssd300", "recipe": "authors"})
+    with pytest.raises(ConfigChanged, match=r"recipe: 'original' -> 'authors'"):
+        compare_configs(saved, authors, tmp_path)

@@ -108,3 +108,10 @@ def test_the_authors_recipe_exists_for_ssd_only():
     assert config_from_dict({"dataset": dataset, "model": "ssd512", "recipe": "authors"}).recipe == "authors"
     with pytest.raises(ConfigError, match=r"recipe: the authors recipe exists for ssd300, ssd512 only, not fssd300"):
         config_from_dict({"dataset": dataset, "model": "fssd300", "recipe": "authors"})
+
+
+def test_torchvisions_ssd300_starts_only_the_original_recipe():
+    with pytest.raises(ConfigError, match=r"pretrained: torchvision's SSD300 was trained with the original recipe's"):
+        config_from_dict(
+            {"dataset": {"kind": "toy_coco", "root": "t"}, "recipe": "authors", "pretrained": "torchvision_coco"}
+        )

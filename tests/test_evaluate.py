@@ -8,7 +8,6 @@ import torch
 
 from scbloss import detectors
 from scbloss.data import load_dataset
-from scbloss.data.records import to_mmdet_v1
 from scbloss.data.toy import ToyConfig, generate_toy
 from scbloss.detection import PriorLayout
 from scbloss.engine.checkpoint import ModelMeta
@@ -72,6 +71,28 @@ def test_predict_maps_boxes_to_original_pixels_and_category_ids(toy):
         assert first.labels[hit.indices.item()] == label
 
 
+def _mmdet_v1_boxes(data, record) -> list[tuple[list[float], int]]:
+    """(box, label) of each object as mmdetection v1.0 reads the annotation file, derived here from the file:
+    VOC the XML corners minus 1 (SCB_Loss mmdet/datasets/xml_style.py L50-55, L73), COCO [x, y, x + w - 1,
+    y + h - 1] (mmdet/datasets/coco.py L81)."""
+    import xml.etree.ElementTree as ElementTree
+
+    if data.kind == "voc":
+        xml = record.file.parent.parent / "Annotations" / f"{record.name}.xml"
+        found = []
+        for obj in ElementTree.parse(xml).getroot().iter("object"):
+            corners = [int(obj.find("bndbox").find(tag).text) - 1 for tag in ("xmin", "ymin", "xmax", "ymax")]
+            found.append((corners, data.class_names.index(obj.find("name").text) + 1))
+        return found
+    annotations = json.loads(data.annotation_file.read_text())["annotations"]
+    return [
+        ([x, y, x + w - 1, y + h - 1], data.category_ids.index(a["category_id"]) + 1)
+        for a in annotations
+        if a["image_id"] == record.image_id
+        for x, y, w, h in [a["bbox"]]
+    ]
+
+
 class _ExactOracle(SingleShotDetector):
     """Predicts every object of the images it is shown, in order, exactly, through its best prior, in mmdetection
     v1's frame: the object as mmdetection reads it, resized to the input, with the inclusive pixel added."""
@@ -90,11 +111,11 @@ class _ExactOracle(SingleShotDetector):
         for b in range(len(images)):
             record = self.data.records[self.next]
             self.next += 1
-            for box, label in zip(torch.from_numpy(record.boxes).double(), record.labels):
-                mmdet = to_mmdet_v1(box, self.data.kind)  # whole-pixel corners, x2 the last pixel
-                frame = mmdet * size / torch.tensor([record.width, record.height] * 2) + torch.tensor([0, 0, 1, 1])
-                frame = (frame / size).float()
-                best = int(torch.argmax(((self.priors - frame).abs()).sum(dim=1) * -1))
+            for corners, label in _mmdet_v1_boxes(self.data, record):
+                scale = torch.tensor([record.width, record.height] * 2, dtype=torch.float64)
+                frame = (torch.tensor(corners, dtype=torch.float64) * size / scale + torch.tensor([0, 0, 1, 1])) / size
+                frame = frame.float()
+                best = int(((self.priors - frame).abs()).sum(dim=1).argmin())
                 loc[b, best] = BoxCoder((0.1, 0.2)).encode(frame[None], self.priors[best : best + 1])[0]
                 conf[b, best, label] = 20.0
         return loc, conf
@@ -102,8 +123,8 @@ class _ExactOracle(SingleShotDetector):
 
 @pytest.mark.parametrize("kind,split", [("toy_voc", "test"), ("toy_coco", "val")])
 def test_detections_of_the_authors_frame_come_back_in_our_readers_convention(toy, kind, split):
-    """VOC: mmdetection v1 reads the 1-based corners as whole pixels (ours subtract 1); COCO: it ends a box at
-    x + w - 1 (ours at x + w). A model trained in that frame that finds every object exactly reports our boxes."""
+    """A model that finds every object exactly as mmdetection v1 reads it (boxes derived from the annotation files)
+    reports our readers' boxes: VOC's are mmdetection's (both subtract 1 from the XML), COCO's end a pixel later."""
     from scbloss import detectors
     from scbloss.recipes import recipe
 

@@ -189,3 +189,25 @@ def test_bad_inputs_are_named():
         MultiBoxLoss(weighting="focal")
     with pytest.raises(ValueError, match="apply_to"):
         MultiBoxLoss(apply_to="loc")
+
+
+@pytest.mark.parametrize("weighting", ["none", "scb"])
+def test_mmdetections_normalizer_averages_groups_each_over_its_own_positives(weighting):
+    """images_per_normalizer=3 over 6 images (the 3 test images twice, each holding an empty one): each group's
+    loss over its own positives with an empty image counting 1 (mmdetection v1's max(positives, 1) per image), the
+    two groups averaged; their sum-normalized loss would divide both groups' sum by all positives instead."""
+    priors = generate_priors(SMALL_LAYOUT, dtype=torch.float64)
+    loc = torch.randn(6, len(priors), 4, dtype=torch.float64)
+    conf = torch.randn(6, len(priors), NUM_CLASSES + 1, dtype=torch.float64)
+    targets = _targets() + _targets()[::-1]
+    grouped = MultiBoxLoss(weighting=weighting, images_per_normalizer=3)(loc, conf, priors, targets)
+    halves = [
+        MultiBoxLoss(weighting=weighting, normalizer=lambda n: n + 1)(
+            loc[i : i + 3], conf[i : i + 3], priors, targets[i : i + 3]
+        )
+        for i in (0, 3)
+    ]
+    for term in ("loss_cls", "loss_loc"):
+        assert grouped[term].item() == pytest.approx((halves[0][term] + halves[1][term]).item() / 2, rel=1e-12)
+    whole = MultiBoxLoss(weighting=weighting)(loc, conf, priors, targets)
+    assert grouped["loss_cls"].item() != pytest.approx(whole["loss_cls"].item(), rel=1e-3)

@@ -23,6 +23,8 @@ class Recipe:
     normalization: str  # the input normalisation of a run that starts from scratch (data/transforms.py)
     score_threshold: float  # the lowest detection score the mAP and AP metrics keep
     pre_nms_top_k: int | None  # candidates per class before NMS (None: every prior)
+    # None: the loss divides by the batch's positives (SSD); n: by each n images' own (mmdetection's per GPU)
+    images_per_normalizer: int | None = None
     models: tuple[str, ...] | None = None  # the detectors it exists for (None: every one)
 
     def layout(self, layout: PriorLayout) -> PriorLayout:
@@ -58,6 +60,9 @@ RECIPES = {
         # SCB_Loss configs/pascal_voc/ssd300_voc.py L41-L45: score_thr 0.02, no nms_pre, NMS 0.45, 200 per image
         score_threshold=0.02,
         pre_nms_top_k=None,
+        # configs/pascal_voc/ssd300_voc.py L88 imgs_per_gpu=8; mmdet/core/anchor/anchor_target.py L71 normalizes
+        # each GPU's loss by its own positives (each image at least 1); DDP then averages the GPUs' gradients
+        images_per_normalizer=8,
         models=("ssd300", "ssd512"),
     ),
 }

@@ -88,10 +88,10 @@ def sanitize_boxes(
     return clipped, keep
 
 
-# Our boxes -> mmdetection v1's, which the paper's released code trains on (SCB_Loss mmdet/datasets/xml_style.py
-# L49-L55: VOC's 1-based corners as read, x2 = xmax inclusive; mmdet/datasets/coco.py L78-L81: [x, y, x + w - 1,
-# y + h - 1]). Our VOC reader subtracts 1 from every corner; our COCO boxes end at x + w.
-_TO_MMDET_V1 = {"voc": (1.0, 1.0, 1.0, 1.0), "coco": (0.0, 0.0, -1.0, -1.0)}
+# Our boxes -> mmdetection v1's, which the paper's released code trains on. VOC: it reads the corners and subtracts 1
+# (SCB_Loss mmdet/datasets/xml_style.py L50-55, L73), as our reader does; COCO: [x, y, x + w - 1, y + h - 1]
+# (mmdet/datasets/coco.py L78-81), where ours end at x + w.
+_TO_MMDET_V1 = {"voc": (0.0, 0.0, 0.0, 0.0), "coco": (0.0, 0.0, -1.0, -1.0)}
 
 
 def _mmdet_v1_offset(boxes, annotation_format: str):

@@ -74,6 +74,7 @@ class MultiBoxLoss(nn.Module):
         variances: tuple[float, float] = (0.1, 0.2),
         iou_threshold: float = 0.5,
         normalizer: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        images_per_normalizer: int | None = None,
     ) -> None:
         super().__init__()
         check_weighting(weighting, apply_to)
@@ -82,6 +83,9 @@ class MultiBoxLoss(nn.Module):
         self.iou_threshold = iou_threshold
         self.box_coder = BoxCoder(variances)
         self.normalizer = normalizer  # positives of the batch -> N; under DDP the global count / processes
+        # mmdetection's: each group of this many images (one GPU's) / its positives, each image at least 1, the
+        # groups averaged (SCB_Loss mmdet/core/anchor/anchor_target.py L71, mmdet/models/anchor_heads/ssd_head.py)
+        self.images_per_normalizer = images_per_normalizer
         self._cached_intervals: PriorIntervals | None = None
 
     def forward(
@@ -122,10 +126,7 @@ class MultiBoxLoss(nn.Module):
             negative = hard_negative_mask(cross_entropy.detach().masked_fill(excluded, float("-inf")), num_neg)
 
         num_pos = num_pos_per_image.sum()
-        normalizer = (self.normalizer(num_pos) if self.normalizer else num_pos.clamp(min=1)).to(conf_pred.dtype)
-        positive_ce = cross_entropy[pos_image, pos_prior]
-        loss_cls = ((positive_ce * pos_weight).sum() + cross_entropy[negative].sum()) / normalizer
-
+        positive_ce = cross_entropy[pos_image, pos_prior] * pos_weight
         pos_priors = priors[pos_prior] if shared else priors[pos_image, pos_prior]
         loc_target = self.box_coder.encode(gt_boxes[pos_gt], pos_priors)
         loc_loss = F.smooth_l1_loss(
@@ -133,7 +134,22 @@ class MultiBoxLoss(nn.Module):
         ).sum(dim=1)
         if self.apply_to == "cls+loc":
             loc_loss = loc_loss * pos_weight
-        loss_loc = loc_loss.sum() / normalizer
+        if self.images_per_normalizer:
+            group = pos_image // self.images_per_normalizer
+            groups = -(-batch // self.images_per_normalizer)
+            image_group = torch.arange(batch, device=conf_pred.device) // self.images_per_normalizer
+            normalizer = torch.zeros(groups, dtype=conf_pred.dtype, device=conf_pred.device).index_add_(
+                0, image_group, num_pos_per_image.clamp(min=1).to(conf_pred.dtype)
+            )
+            negative_ce = (cross_entropy * negative).sum(dim=1)
+            cls_sums = torch.zeros_like(normalizer).index_add_(0, group, positive_ce)
+            cls_sums = cls_sums.index_add_(0, image_group, negative_ce)
+            loc_sums = torch.zeros_like(normalizer).index_add_(0, group, loc_loss.to(normalizer.dtype))
+            loss_cls, loss_loc = (cls_sums / normalizer).mean(), (loc_sums / normalizer).mean()
+        else:
+            normalizer = (self.normalizer(num_pos) if self.normalizer else num_pos.clamp(min=1)).to(conf_pred.dtype)
+            loss_cls = (positive_ce.sum() + cross_entropy[negative].sum()) / normalizer
+            loss_loc = loc_loss.sum() / normalizer
 
         return {"loss_cls": loss_cls, "loss_loc": loss_loc, "num_pos": num_pos}
 

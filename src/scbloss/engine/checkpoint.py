@@ -23,7 +23,7 @@ import yaml
 
 from ..atomic import atomic_path, remove_stale_temporaries, write_text
 from ..paths import CHECKPOINT, FINAL_MODEL, METRICS, RESOLVED_CONFIG, RUNNING_METRICS
-from .config import TrainConfig, result_keys
+from .config import TrainConfig, default_of, result_keys
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,9 @@ def compare_configs(saved: dict, current: TrainConfig, where: Path) -> dict[str,
     """The settings that changed between the run in ``where`` and ``current``: an error for any key that changes
     the result; the others (log_every, num_workers, checkpoint_every) are returned as {key: (old, new)}."""
     now = current.to_dict()
+    # a key the saved config lacks was added since; the run trained with its default
+    defaults = {f.name: default_of(f) for f in dataclasses.fields(TrainConfig)}
+    saved = {**{key: defaults[key] for key in now if key not in saved and key in defaults}, **saved}
     changed = {key: (saved.get(key), now[key]) for key in now if saved.get(key) != now[key]}
     breaking = {key: values for key, values in changed.items() if key in result_keys()}
     if breaking:

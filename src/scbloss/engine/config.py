@@ -186,6 +186,10 @@ class TrainConfig:
                     f"pretrained_backbone: {self.model} takes {', '.join(offered) or 'none'}, not "
                     f"{self.pretrained_backbone!r}"
                 )
+        if self.pretrained is not None and self.recipe != "original":
+            problems.append(
+                f"pretrained: torchvision's SSD300 was trained with the original recipe's priors, not {self.recipe}'s"
+            )
         if self.pretrained is not None and self.model != "ssd300":
             problems.append(f"pretrained: whole-detector weights exist for ssd300 (torchvision's), not {self.model}")
         if sorted(set(self.lr_steps)) != list(self.lr_steps):

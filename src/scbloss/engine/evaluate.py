@@ -96,8 +96,11 @@ def evaluate(
         "recipe": settings.name,
         "score_threshold": settings.score_threshold,
     }
+    scored = detections  # what mAP, AP and the test-dev server count
+    if settings.score_threshold > lowest:
+        scored = [d for d in detections if d["score"] > settings.score_threshold]
     if split == "test-dev":
-        zipped = write_test_dev_submission(detections, out, name)
+        zipped = write_test_dev_submission(scored, out, name)
         metrics["test_dev"] = (
             f"{zipped.name}: upload it to the COCO evaluation server; test-dev ground truth is "
             "not public, so nothing is scored locally"
@@ -106,9 +109,6 @@ def evaluate(
         write_json(metrics, out / EVAL_METRICS)
         return metrics
     write_json(detections, out / DETECTIONS)
-    scored = detections  # what mAP and AP count
-    if settings.score_threshold > lowest:
-        scored = [d for d in detections if d["score"] > settings.score_threshold]
     if data.kind == "voc":
         aps = voc_ap_per_class(data, scored, eleven_point=eleven_point)
         valid = [v for v in aps.values() if not math.isnan(v)]

@@ -122,9 +122,13 @@ def build_training(config: TrainConfig, device: torch.device, world: World | Non
         loaded = load_torchvision_detector(model, config.pretrained, data.category_ids if data.kind == "coco" else None)
         log.info("started from %s: %s", config.pretrained, loaded)
     model = model.to(device, memory_format=precision.memory_format)
-    distributed = {}
+    loss_options = {}
+    images_per_normalizer = recipe(config.recipe).images_per_normalizer
+    if images_per_normalizer:  # each group normalized alone: DDP's gradient average then averages the groups
+        loss_options["images_per_normalizer"] = images_per_normalizer
     if world is not None and world.size > 1:
-        distributed["normalizer"] = global_normalizer  # the global batch's positives, as one process would count
+        if not images_per_normalizer:  # the global batch's positives, as one process would count
+            loss_options["normalizer"] = global_normalizer
         if device.type == "cuda":  # batch statistics over the global batch; SyncBatchNorm needs a GPU
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     criterion = build_criterion(
@@ -134,7 +138,7 @@ def build_training(config: TrainConfig, device: torch.device, world: World | Non
         alpha=config.alpha,
         beta=config.beta,
         apply_to=config.apply_to,
-        **distributed,
+        **loss_options,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scale_loss)
     return TrainingState(data, model, criterion, build_optimizer(model, config), scaler, precision)
