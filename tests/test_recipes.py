@@ -60,3 +60,16 @@ def test_a_row_choosing_the_other_recipe_trains_that_recipes_card():
         for family, expected in card.items():
             values = checked_train_config(config, Run(family, model, "scb", recipe=recipe))
             assert values["recipe"] == recipe and _resolved(values) == expected, (model, recipe, family)
+
+
+def test_the_authors_schedule_is_their_epochs_in_iterations_of_64_images():
+    """SCB_Loss trains 24 epochs of a repeated dataset at 8 images x 8 GPUs, the lr x0.1 after epochs 16 and 20
+    (VOC, RepeatDataset x10 of VOC07+12 trainval's 16,551 images) or 16 and 22 (COCO, x5 of train2017's 117,266
+    annotated images); an epoch is the repeated images in whole batches of 64."""
+    cards = _cards()
+    for family, images, repeat, steps in (("voc", 16551, 10, (16, 20)), ("coco", 117266, 5, (16, 22))):
+        per_epoch = -(-images * repeat // 64)
+        expected = {"max_iter": 24 * per_epoch, "lr_steps": [step * per_epoch for step in steps], "batch_size": 64}
+        for model in ("ssd300", "ssd512"):
+            card = cards[model, "authors"][family]
+            assert {key: card[key] for key in expected} == expected, (model, family)
