@@ -257,3 +257,20 @@ def test_matching_statistics_by_hand(tmp_path):
     assert stats["bucket"].tolist() == ["medium", "small"]
     plot_histograms(stats, tmp_path / "m.png", "test")
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_matching_statistics_count_m_as_the_recipes_loss_does():
+    """The same object, M by hand in each recipe's frame (2x2 cells of 50 px, squares of 50 and sqrt(50 * 70) px).
+    Ours, normalized: the box [0, 0, 35, 49] covers 1715 px^2 of the 2500 of the small prior (IoU 0.69) and of
+    the 3500 of the large one (0.49): M = 1. The authors': mmdetection's pixel [0, 49] is 36 x 50 = 1800 px^2, its
+    anchors are rounded to [0, 0, 50, 50] (0.72) and [-5, -5, 55, 55], 3600 px^2 (0.50): M = 2."""
+    from scbloss.data.records import DetectionSet, ImageRecord
+    from scbloss.recipes import recipe
+
+    layout = PriorLayout(100, (2,), (50.0,), (50.0,), (70.0,), ((),))
+    boxes = np.array([[0, 0, 35, 49]], dtype=np.float32)
+    record = ImageRecord(0, None, 100, 100, boxes, np.array([1]), np.zeros(1, bool), np.zeros(1, bool))
+    data = DetectionSet([record], ["a"], "voc")
+    assert matching_statistics(data, layout)["matches"].tolist() == [1]
+    authors = matching_statistics(data, recipe("authors").layout(layout), recipe_name="authors")
+    assert authors["matches"].tolist() == [2] and authors["bucket"].tolist() == ["medium"]

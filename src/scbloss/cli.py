@@ -107,18 +107,20 @@ def _match_stats(args: argparse.Namespace) -> int:
     from .atomic import write_text
     from .data import load_dataset
     from .engine.matchstats import matching_statistics, plot_histograms
+    from .recipes import recipe
 
     classes = args.classes.split(",") if args.classes else None
     data = load_dataset(args.dataset, Path(args.root), args.split, classes=classes, annotations=args.annotations)
+    layout = recipe(args.recipe).layout(detectors.get(args.model).layout(args.priors))
     stats = matching_statistics(
-        data, detectors.get(args.model).layout(args.priors), augment=args.augment, seed=args.seed, progress=True
+        data, layout, augment=args.augment, seed=args.seed, progress=True, recipe_name=args.recipe
     )
     print(f"{len(stats)} objects in {len(data.records)} images")
     csv, png = Path(args.csv), Path(args.png)
     for folder in {csv.parent, png.parent}:
         folder.mkdir(parents=True, exist_ok=True)
     write_text(csv, stats.to_csv(index=False))
-    title = f"{args.model} priors ({args.priors}) on {args.dataset}/{args.split}" + (
+    title = f"{args.model} priors ({args.priors}, {args.recipe} recipe) on {args.dataset}/{args.split}" + (
         ", augmented" if args.augment else ""
     )
     plot_histograms(stats, png, title)
@@ -161,6 +163,7 @@ def _curves(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data.registry import KINDS
+    from .recipes import RECIPES
 
     parser = argparse.ArgumentParser(prog="scbloss", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -221,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--split", required=True)
     stats.add_argument("--model", default="ssd300")
     stats.add_argument("--priors", default="voc", choices=["voc", "coco"], help="which recipe's prior sizes")
-    stats.add_argument("--augment", action="store_true", help="through the training augmentation")
+    stats.add_argument("--recipe", default="original", choices=tuple(RECIPES), help="whose anchors and augmentation")
+    stats.add_argument("--augment", action="store_true", help="through the recipe's training augmentation")
     stats.add_argument("--seed", type=int, default=0)
     stats.add_argument("--csv", required=True, help="per-object table: size bucket, matches")
     stats.add_argument("--png", required=True, help="histograms, overall and by size bucket")

@@ -173,5 +173,5 @@ def match_stats_args(name):
     augment = " --augment" if entry.get("augment") else ""
     return (
         f"{dataset_args(entry['dataset'], entry['split'])} --split {entry['split']} --model {entry['model']} "
-        f"--priors {experiments.dataset_layout(config, entry['dataset'])}{augment}"
+        f"--priors {experiments.dataset_layout(config, entry['dataset'])} --recipe {entry['recipe']}{augment}"
     )

@@ -11,24 +11,35 @@ from tqdm import tqdm
 
 from ..atomic import save_figure
 from ..conventions import SIZE_BUCKETS, size_bucket_of_area
-from ..data.loader import DetectionDataset
-from ..data.records import DetectionSet
-from ..data.transforms import train_transform
-from ..detection import PriorLayout, generate_priors
+from ..data.loader import DetectionDataset, training_transform
+from ..data.records import DetectionSet, to_mmdet_v1
+from ..data.transforms import normalization
+from ..detection import PriorLayout
 from ..detection.iou import PriorIntervals
 from ..detection.matcher import match_concat, matching_counts
+from ..detection.priors import priors_for_loss, targets_for_loss
+from ..recipes import recipe
 
 
-def _normalized_objects(data: DetectionSet, augment: bool, size: int, seed: int):
-    """Per image, the normalized xyxy boxes of its counted objects, at the model input (optionally augmented)."""
+def _objects_in_loss_frame(data: DetectionSet, layout: PriorLayout, augment: bool, seed: int, recipe_name: str):
+    """Per image, its counted objects at the model input, in the frame the loss matches in (normalized for SSD's
+    priors; mmdetection v1's pixels for the authors' anchors), optionally through the recipe's augmentation."""
+    size = layout.image_size
     if augment:
-        dataset = DetectionDataset(data, train_transform(size), train=True, seed=seed)
+        settings = recipe(recipe_name)
+        transform = training_transform(settings.augmentation, size, normalization(settings.normalization))
+        dataset = DetectionDataset(data, transform, train=True, seed=seed, augmentation=settings.augmentation)
         for index in range(len(dataset)):
-            yield dataset[index][1]["boxes"]
+            yield targets_for_loss(layout, [dataset[index][1]])[0]["boxes"]
         return
     for record in data.records:
-        boxes = torch.from_numpy(record.boxes[record.counted()]).reshape(-1, 4)
-        yield boxes / torch.tensor([record.width, record.height, record.width, record.height], dtype=torch.float32)
+        boxes = record.boxes[record.counted()].reshape(-1, 4)
+        if layout.generator == "mmdet_v1":  # resized as mmdetection does: its corners scaled, clipped to size - 1
+            scale = np.array([record.width, record.height] * 2, dtype=np.float64)
+            normalized = np.clip(to_mmdet_v1(boxes.astype(np.float64), data.kind) / scale, 0, (size - 1) / size)
+        else:
+            normalized = boxes / np.array([record.width, record.height] * 2, dtype=np.float32)
+        yield targets_for_loss(layout, [{"boxes": torch.from_numpy(normalized)}])[0]["boxes"]
 
 
 def matching_statistics(
@@ -38,9 +49,13 @@ def matching_statistics(
     seed: int = 0,
     chunk: int = 256,
     progress: bool = False,
+    recipe_name: str = "original",
 ) -> pd.DataFrame:
-    """One row per object: its size bucket at the model input (area in input pixels) and its number of matches M."""
-    intervals = PriorIntervals(generate_priors(layout))
+    """One row per object: its size bucket at the model input (area in input pixels) and its number of matches M,
+    matched as the loss matches (``layout`` as the recipe makes it: :meth:`scbloss.recipes.Recipe.layout`)."""
+    priors = priors_for_loss(layout)
+    intervals = PriorIntervals(priors)
+    pixels = 1.0 if layout.generator == "mmdet_v1" else float(layout.image_size)  # loss frame -> input pixels
     rows = []
     batch: list[torch.Tensor] = []
 
@@ -50,14 +65,13 @@ def matching_statistics(
         boxes = torch.cat(batch)
         image_of = torch.repeat_interleave(torch.arange(len(batch)), torch.tensor([len(b) for b in batch]))
         counts = matching_counts(match_concat(boxes, image_of, len(batch), intervals), len(boxes))
-        side = layout.image_size
-        area = (boxes[:, 2] - boxes[:, 0]) * side * (boxes[:, 3] - boxes[:, 1]) * side
+        area = (boxes[:, 2] - boxes[:, 0]) * pixels * (boxes[:, 3] - boxes[:, 1]) * pixels
         bucket = size_bucket_of_area(area.numpy())
         rows.extend(zip(bucket.tolist(), counts.tolist()))
         batch.clear()
 
     images = tqdm(
-        _normalized_objects(data, augment, layout.image_size, seed),
+        _objects_in_loss_frame(data, layout, augment, seed, recipe_name),
         total=len(data.records),
         desc="match",
         disable=not progress,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..paths import eval_file
-from .run_config import train_split
+from .run_config import run_recipe, train_split
 
 
 @dataclass(frozen=True, order=True)
@@ -60,6 +60,8 @@ def figure_entries(config: dict, runs) -> list[dict]:
         entries += [{"dataset": d, "model": m, "split": train_split(config, d), "augment": False} for d, m in pairs]
     distinct = {}
     for entry in entries:
+        # the anchors and augmentation of the recipe the config trains the model by
+        entry = {**entry, "recipe": run_recipe(config, Run(entry["dataset"], entry["model"], "none"))}
         distinct.setdefault((entry["dataset"], entry["model"], entry["split"], entry["augment"]), entry)
     return list(distinct.values())
 
