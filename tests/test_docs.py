@@ -78,7 +78,7 @@ RUN: list[tuple[str, str, Run]] = [
         "python3 -m venv .venv && .venv/bin/pip install -c envs/requirements.txt -c envs/workflow.txt -e "
         "'.[workflow]' && .venv/bin/snakemake --cores all",
         # The install is the test command's own (CI runs it); the same DAG runs in test_workflow.py's toy_pipeline
-        # fixture, at a third of the images and iterations. Here: the DAG this command runs, as a dry-run.
+        # fixture, at a fifth of the images and iterations. Here: the DAG this command runs, as a dry-run.
         Run(edits=((MAIN_INSTALL, ""), ("snakemake --cores all", "snakemake -n --cores all")), expect=DRY, slow=True),
     ),
     (

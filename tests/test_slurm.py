@@ -138,10 +138,10 @@ def test_a_signalled_training_job_saves_where_it_stopped_and_the_retry_resumes_t
 ):
     """`scancel --signal=TERM` reaches the training step as SLURM's warning signal does: the trainer finishes its
     iteration, saves it and exits; the profile's retries resubmit the job, and it ends as if never stopped."""
-    config = _one_run_config(tmp_path, batch_size=2, max_iter=100, lr_steps=[90], log_every=1, checkpoint_every=1000)
+    config = _one_run_config(tmp_path, batch_size=2, max_iter=40, lr_steps=[36], log_every=1, checkpoint_every=1000)
     run = tmp_path / "results" / "runs" / "voc-ssd300-none-s0"
     process = _snakemake("--configfile", str(config), timeout=900)
-    job = _training_job(run, 20, time.time() + 600)
+    job = _training_job(run, 12, time.time() + 600)
     assert job, "the training job never got going"
     subprocess.run(["scancel", "--signal=TERM", job], check=True)
     output = process.communicate()[0]
@@ -149,7 +149,7 @@ def test_a_signalled_training_job_saves_where_it_stopped_and_the_retry_resumes_t
 
     log = (tmp_path / "results" / "logs" / "train" / "voc-ssd300-none-s0.log").read_text()
     resumes = _resumes(log)  # no periodic checkpoint before iteration 1000: only the stop wrote one
-    assert len(resumes) == 1 and 20 <= resumes[0][0] < 100 and resumes[0][1] == "SIGTERM", log[-3000:]
+    assert len(resumes) == 1 and 12 <= resumes[0][0] < 40 and resumes[0][1] == "SIGTERM", log[-3000:]
 
     reference = tmp_path / "reference"
     from scbloss.engine.config import load_config
