@@ -81,20 +81,63 @@ def test_missing_file_wrong_width_wrong_file_and_wrong_architecture_are_named(vg
 
 
 @pytest.mark.slow
-def test_caffe_features_with_a_nan_classifier_leave_fc6_fc7_to_their_initialisation(tmp_path):
-    """torchvision's IMAGENET1K_FEATURES port: valid conv layers, NaN classifier. The convs load, the NaN does not
-    reach fc6/fc7 (they keep the Xavier values a model built with the same seed has)."""
+def _nan_classifier_features(tmp_path):
+    """torchvision's IMAGENET1K_FEATURES port in layout: valid conv layers, NaN classifier."""
     state = torchvision.models.vgg16(weights=None).state_dict()
     for key in [k for k in state if k.startswith("classifier.")]:
         state[key] = torch.full_like(state[key], float("nan"))
     torch.save(state, tmp_path / "features.pth")
+    return state
+
+
+def test_caffe_features_with_xavier_asked_leave_fc6_fc7_to_their_initialisation(tmp_path):
+    """fc_weights: xavier. The convs load, the NaN classifier does not reach fc6/fc7 (they keep the Xavier values a
+    model built with the same seed has), and nothing is downloaded."""
+    state = _nan_classifier_features(tmp_path)
     torch.manual_seed(5)
     plain = build_model("ssd300", 21)
     torch.manual_seed(5)
-    model = build_model("ssd300", 21, pretrained_backbone="vgg16_caffe", backbone_file=str(tmp_path / "features.pth"))
+    model = build_model(
+        "ssd300",
+        21,
+        pretrained_backbone="vgg16_caffe",
+        backbone_file=str(tmp_path / "features.pth"),
+        fc_weights="xavier",
+    )
     assert torch.equal(model.trunk.features[0].weight, state["features.0.weight"])
     assert torch.equal(model.trunk.fc[1].weight, plain.trunk.fc[1].weight)
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["ssd300", pytest.param("fssd300", marks=pytest.mark.slow), pytest.param("refinedet320", marks=pytest.mark.slow)],
+)
+def test_caffe_vgg16_loads_the_published_reduced_fc6_fc7_by_default(tmp_path, monkeypatch, model):
+    """Every VGG16 detector of the SSD family starts from Caffe's reduced fc6/fc7, as its own scripts do: the file
+    the backbone names (ssd.pytorch's vgg16_reducedfc.pth, fc6 at 31, fc7 at 33) is fetched unless fc_weights says
+    otherwise; here a file of that layout served from 127.0.0.1 in its place."""
+    import dataclasses
+
+    from scbloss.detectors import backbones
+
+    _nan_classifier_features(tmp_path)
+    fc = {
+        "31.weight": torch.randn(1024, 512, 3, 3),
+        "31.bias": torch.randn(1024),
+        "33.weight": torch.randn(1024, 1024, 1, 1),
+        "33.bias": torch.randn(1024),
+    }
+    torch.save(fc, tmp_path / "vgg16_reducedfc.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    with LocalServer() as server:
+        server.files["/amdegroot-models/vgg16_reducedfc.pth"] = (tmp_path / "vgg16_reducedfc.pth").read_bytes()
+        published = backbones.BACKBONE_WEIGHTS["vgg16_caffe"]
+        assert published.fc_url == "https://s3.amazonaws.com/amdegroot-models/vgg16_reducedfc.pth"
+        local = dataclasses.replace(published, fc_url=f"{server.base}/amdegroot-models/vgg16_reducedfc.pth")
+        monkeypatch.setitem(backbones.BACKBONE_WEIGHTS, "vgg16_caffe", local)
+        built = build_model(model, 21, pretrained_backbone="vgg16_caffe", backbone_file=str(tmp_path / "features.pth"))
+    assert torch.equal(built.trunk.fc[1].weight, fc["31.weight"]) and torch.equal(built.trunk.fc[3].bias, fc["33.bias"])
 
 
 @pytest.mark.slow

@@ -57,8 +57,9 @@ def test_a_given_configfile_replaces_the_toy_default(tmp_path):
     assert code == 0, output[-3000:]
     values = yaml.safe_load(run_yaml.read_text())
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["train"]
-    assert values["batch_size"] == paper["defaults"]["batch_size"] == 32
-    assert (values["max_iter"], values["lr_steps"]) == (paper["coco"]["max_iter"], paper["coco"]["lr_steps"])
+    authors = paper["recipes"]["authors"]  # SSD512 trains by the paper's released code
+    assert values["recipe"] == "authors" and values["batch_size"] == authors["all"]["batch_size"] == 64
+    assert (values["max_iter"], values["lr_steps"]) == (authors["coco"]["max_iter"], authors["coco"]["lr_steps"])
     assert values["width"] == 1.0 and values["batch_norm"] is False
 
 

@@ -18,6 +18,11 @@ class BackboneWeights:
     loader: str  # "module:function" taking (model, state_dict, source, fc_state=None)
     normalization: str  # a key of scbloss.data.transforms.NORMALIZATIONS
     summary: str
+    # Caffe's reduced fc6/fc7 published for these conv weights, loaded unless the run's fc_weights says otherwise
+    fc_url: str | None = None
+
+
+XAVIER = "xavier"  # fc_weights: leave fc6/fc7 at their Xavier initialisation
 
 
 BACKBONE_WEIGHTS = {
@@ -29,8 +34,11 @@ BACKBONE_WEIGHTS = {
             "scbloss.models.pretrained:load_vgg16",
             "caffe",
             "the Caffe-trained VGG16 of the SSD family, as torchvision's VGG16_Weights.IMAGENET1K_FEATURES (the "
-            "port behind ssd.pytorch): valid conv layers, NaN classifier; fc6/fc7 start as torchvision's SSD starts "
-            "them (Xavier) unless fc_weights gives Caffe's reduced fc6/fc7",
+            "port behind ssd.pytorch): valid conv layers, NaN classifier; fc6/fc7 from Caffe's reduced fc layers "
+            "(VGG_ILSVRC_16_layers_fc_reduced) as ssd.pytorch publishes them, as every SSD-family script starts",
+            # ssd.pytorch README ("fc-reduced VGG-16 PyTorch base network weights") and train.py (--basenet
+            # vgg16_reducedfc.pth); published without a checksum: the loader checks its keys and shapes
+            fc_url="https://s3.amazonaws.com/amdegroot-models/vgg16_reducedfc.pth",
         ),
         BackboneWeights(
             "vgg16_caffe_mmcv",
@@ -67,4 +75,4 @@ def backbone_weights(name: str) -> BackboneWeights:
         raise ValueError(f"unknown backbone weights {name!r}; choose one of {', '.join(BACKBONE_WEIGHTS)}") from None
 
 
-__all__ = ["BACKBONE_WEIGHTS", "BackboneWeights", "backbone_weights"]
+__all__ = ["BACKBONE_WEIGHTS", "XAVIER", "BackboneWeights", "backbone_weights"]

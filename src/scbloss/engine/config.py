@@ -155,7 +155,9 @@ class TrainConfig:
     )
     backbone_file: str | None = option(None, doc="a path or URL holding them, instead of their official URL")
     fc_weights: str | None = option(
-        None, doc="Caffe's reduced fc6/fc7 for a VGG16 backbone (ssd.pytorch's vgg16_reducedfc.pth)"
+        None,
+        doc="Caffe's reduced fc6/fc7 for a VGG16 backbone: a path or URL in ssd.pytorch's vgg16_reducedfc.pth "
+        "layout; null: the backbone's published file (vgg16_caffe: ssd.pytorch's); xavier: Xavier-initialised",
     )
     pretrained: str | None = option(
         None, doc="a whole detector to start from: torchvision_coco (SSD300) or a file of its weights"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import detectors, recipes
-from ..detectors.backbones import backbone_weights
+from ..detectors.backbones import XAVIER, backbone_weights
 from .base import SingleShotDetector
 from .pretrained import read_state_dict
 
@@ -25,7 +25,8 @@ def build_model(
     count (for CPU toy runs) without changing the prior layout; ``batch_norm`` adds BatchNorm to a VGG trunk for
     training from scratch. ``pretrained_backbone`` names backbone weights the detector declares (see
     scbloss.detectors.backbones), read from ``backbone_file`` (a path or URL) when given, else downloaded from
-    their URL; ``fc_weights`` is Caffe's reduced fc6/fc7 for a VGG16 backbone (ssd.pytorch's vgg16_reducedfc.pth).
+    their URL; ``fc_weights`` is Caffe's reduced fc6/fc7 for a VGG16 backbone (a path or URL in ssd.pytorch's vgg16_reducedfc.pth
+    layout; None: the file the weights publish, if any; "xavier": none, Xavier-initialised).
     ``recipe`` (scbloss.recipes) turns the prior sizes into boxes as that recipe's code does.
     """
     spec = detectors.get(name)
@@ -42,8 +43,9 @@ def build_model(
         raise ValueError(f"{name}: no backbone weights {pretrained_backbone!r} (it takes {offered})")
     weights = backbone_weights(pretrained_backbone)
     source = backbone_file or weights.url
-    fc_state = read_state_dict(fc_weights) if fc_weights else None
-    detectors.resolve(weights.loader)(model, read_state_dict(source), str(source), fc_state, str(fc_weights))
+    fc_source = weights.fc_url if fc_weights is None else fc_weights
+    fc_state = read_state_dict(fc_source) if fc_source and fc_source != XAVIER else None
+    detectors.resolve(weights.loader)(model, read_state_dict(source), str(source), fc_state, str(fc_source))
     return model
 
 
