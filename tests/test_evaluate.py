@@ -164,7 +164,7 @@ def test_the_authors_recipe_trains_on_both_augmentation_paths_and_tests_at_its_s
     assert cpu["meta"]["recipe"] == "authors" and cpu["meta"]["normalization"] == "mmdet_caffe"
     assert all(torch.allclose(cpu["model"][k], device["model"][k], atol=1e-6) for k in cpu["model"])
     metrics = evaluate(finals["cpu"], "toy_voc", toy, "test", tmp_path / "eval", num_workers=0)
-    assert metrics["recipe"] == "authors" and metrics["score_threshold"] == 0.02
+    assert metrics["recipe"] == "authors" and metrics["test"]["score_threshold"] == 0.02
 
 
 def test_the_authors_map_counts_scores_above_its_floor_and_recall_keeps_the_rest(toy, tmp_path, monkeypatch):
@@ -240,6 +240,34 @@ def test_test_dev_submission_file(tmp_path):
     with zipfile.ZipFile(path) as archive:
         assert archive.namelist() == ["detections_test-dev2017_ssd300_scb_results.json"]
         assert json.loads(archive.read(archive.namelist()[0])) == dets
+
+
+@pytest.mark.parametrize(
+    "model,recipe_name,expected",
+    [
+        ("ssd300", "original", {"score_threshold": 0.01, "pre_nms_top_k": 400, "per_image": 200}),  # ssd_pascal.py
+        ("refinedet320", "original", {"score_threshold": 0.01, "pre_nms_top_k": 1000, "per_image": 500}),
+        ("ssd300", "authors", {"score_threshold": 0.02, "pre_nms_top_k": None, "per_image": 200}),  # SCB_Loss
+    ],
+)
+def test_each_model_is_tested_as_its_recipe_says(toy, tmp_path, monkeypatch, model, recipe_name, expected):
+    """The original recipe tests each detector as its own scripts do (RefineDet: VGG16_VOC2007_320.py L396-398,
+    top 1000 per class, 500 per image), the authors recipe as SCB_Loss does; predictions go down to 0.01 for the
+    recall tables in every case."""
+    from scbloss.engine import evaluate as module
+
+    data = load_dataset("toy_voc", toy, "test")
+    meta = ModelMeta(model=model, num_classes=data.num_classes + 1, recipe=recipe_name, class_names=data.class_names)
+    monkeypatch.setattr(module, "load_trained", lambda path, device: (None, meta))
+    asked = {}
+    monkeypatch.setattr(module, "predict", lambda *args, **kwargs: asked.update(kwargs) or [])
+    metrics = evaluate("model.pt", "toy_voc", toy, "test", tmp_path, num_workers=0)
+    assert metrics["test"] == expected and metrics["recipe"] == recipe_name
+    assert (asked["score_threshold"], asked["pre_nms_top_k"], asked["per_image"]) == (
+        0.01,
+        expected["pre_nms_top_k"],
+        expected["per_image"],
+    )
 
 
 def test_matching_statistics_by_hand(tmp_path):

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .detection.layout import PriorLayout
+from .detection.test_settings import TestSettings
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,7 @@ class Recipe:
     prior_generator: str  # scbloss.detection.layout.PriorLayout.generator
     augmentation: str  # "ssd": torchvision's v2 SSD pipeline (data/transforms.py); "authors": data/authors_augment.py
     normalization: str  # the input normalisation of a run that starts from scratch (data/transforms.py)
-    score_threshold: float  # the lowest detection score the mAP and AP metrics keep
-    pre_nms_top_k: int | None  # candidates per class before NMS (None: every prior)
+    test: TestSettings | None  # how its code tests; None: as each detector's own scripts do (DetectorSpec.test)
     # None: the loss divides by the batch's positives (SSD); n: by each n images' own (mmdetection's per GPU)
     images_per_normalizer: int | None = None
     models: tuple[str, ...] | None = None  # the detectors it exists for (None: every one)
@@ -32,6 +32,9 @@ class Recipe:
         if self.prior_generator == layout.generator:
             return layout
         return dataclasses.replace(layout, generator=self.prior_generator, clip="none")
+
+    def test_settings(self, detector_test: TestSettings) -> TestSettings:
+        return self.test or detector_test
 
     def check_model(self, model: str) -> str | None:
         """Why ``model`` cannot train by this recipe; None when it can."""
@@ -47,9 +50,7 @@ RECIPES = {
         prior_generator="ssd",
         augmentation="ssd",
         normalization="imagenet",
-        # Caffe SSD's test (ssd_pascal.py: confidence_threshold 0.01, top_k 400 before NMS, keep_top_k 200)
-        score_threshold=0.01,
-        pre_nms_top_k=400,
+        test=None,
     ),
     "authors": Recipe(
         name="authors",
@@ -58,8 +59,7 @@ RECIPES = {
         augmentation="authors",  # SCB_Loss configs/pascal_voc/ssd300_voc.py L50-L73
         normalization="mmdet_caffe",  # SCB_Loss configs/pascal_voc/ssd300_voc.py L49
         # SCB_Loss configs/pascal_voc/ssd300_voc.py L41-L45: score_thr 0.02, no nms_pre, NMS 0.45, 200 per image
-        score_threshold=0.02,
-        pre_nms_top_k=None,
+        test=TestSettings(score_threshold=0.02, pre_nms_top_k=None, per_image=200),
         # configs/pascal_voc/ssd300_voc.py L88 imgs_per_gpu=8; mmdet/core/anchor/anchor_target.py L71 normalizes
         # each GPU's loss by its own positives (each image at least 1); DDP then averages the GPUs' gradients
         images_per_normalizer=8,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..detection.layout import PriorLayout
+from ..detection.test_settings import TestSettings
 from .registry import DetectorSpec, register
 
 # One anchor size per level (32, 64, 128, 256) with ratios 1, 2 and 1/2 on 40, 20, 10, 5 cells: 6375 anchors.
@@ -21,6 +22,9 @@ REFINEDET320 = register(
         criterion="scbloss.detection.criterion:RefineDetCriterion",
         backbone_weights=("vgg16_caffe", "vgg16_caffe_mmcv", "vgg16_imagenet1k_v1"),
         variants=REFINEDET_VARIANTS,
+        # sfzhang15/RefineDet examples/refinedet/VGG16_VOC2007_320.py L392-401: NMS 0.45 over the top 1000 per
+        # class, 500 kept per image, confidence 0.01
+        test=TestSettings(score_threshold=0.01, pre_nms_top_k=1000, per_image=500),
         summary="RefineDet: ARM on conv4_3/conv5_3/fc7/conv6_2, TCBs, ODM on refined anchors; 6375 anchors",
     )
 )

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from ..detection.layout import PriorLayout
+from ..detection.test_settings import SSD_TEST, TestSettings
 
 # os.pathsep-separated detector modules (dotted names or .py files) to load besides the built-in ones; the
 # workflow sets it from the config's `detector_modules`, so every job it starts sees the same detectors.
@@ -82,6 +83,7 @@ class DetectorSpec:
     variants: tuple[str, ...] = ()
     throughput: Mapping[str, Throughput] = field(default_factory=dict)
     summary: str = ""
+    test: TestSettings = SSD_TEST  # how its own scripts test it (the original recipe)
 
     def layout(self, family: str) -> PriorLayout:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .. import detectors
 from ..atomic import atomic_path
 from ..conventions import RECALL_THRESHOLDS
 from ..data import load_dataset
@@ -72,7 +74,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     channels_last = meta.channels_last and torch.device(device).type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format  # as it trained
-    settings = recipe(meta.recipe)
+    settings = recipe(meta.recipe).test_settings(detectors.get(meta.model).test)
     # The recall tables count detections down to their lowest threshold; filtering those at the recipe's score
     # floor equals post-processing at it (NMS never lets a lower score suppress a higher one)
     lowest = min(settings.score_threshold, *thresholds)
@@ -83,6 +85,7 @@ def evaluate(
         num_workers,
         score_threshold=lowest,
         pre_nms_top_k=settings.pre_nms_top_k,
+        per_image=settings.per_image,
         device=device,
         memory_format=memory_format,
         normalize=normalization(meta.normalization),
@@ -93,8 +96,8 @@ def evaluate(
         "dataset": {"kind": kind, "root": str(root), "split": split},
         "images": len(data.records),
         "detections": len(detections),
-        "recipe": settings.name,
-        "score_threshold": settings.score_threshold,
+        "recipe": meta.recipe,
+        "test": dataclasses.asdict(settings),
     }
     scored = detections  # what mAP, AP and the test-dev server count
     if settings.score_threshold > lowest:

@@ -25,6 +25,7 @@ def predict(
     num_workers: int = 2,
     score_threshold: float = 0.01,
     pre_nms_top_k: int | None = 400,
+    per_image: int = 200,
     device: torch.device | str = "cpu",
     progress: bool = True,
     memory_format: torch.memory_format = torch.contiguous_format,
@@ -34,7 +35,7 @@ def predict(
     """Detections of every image as COCO result entries: image_id, category_id, bbox [x, y, w, h] px, score.
 
     Post-processing is SSD's: softmax, at most ``pre_nms_top_k`` candidates per class (None: all), per-class NMS at
-    0.45, top 200 per image, score > ``score_threshold``. Boxes are in the data's convention
+    0.45, the ``per_image`` best per image, score > ``score_threshold``. Boxes are in the data's convention
     (:func:`scbloss.data.records.from_mmdet_v1` for a model with mmdetection v1's anchors).
     ``category_id`` is the dataset's own id (COCO's category ids; 1..20 for VOC). ``memory_format`` is the one the
     model trained in (channels_last under bf16); ``normalize`` the (mean, std) its backbone weights expect
@@ -53,7 +54,9 @@ def predict(
     with batches(loader) as iterator:  # workers stopped however the loop ends
         for images, targets in tqdm(iterator, total=len(loader), desc="predict", disable=not progress, mininterval=10):
             loc, conf, priors = model.detection_inputs(model(images.to(device, memory_format=memory_format)))
-            outputs = postprocess(loc.float(), conf.float(), priors, score_threshold, pre_nms_top_k=pre_nms_top_k)
+            outputs = postprocess(
+                loc.float(), conf.float(), priors, score_threshold, top_k=per_image, pre_nms_top_k=pre_nms_top_k
+            )
             for detections, target in zip(outputs, targets):
                 height, width = target["orig_size"]
                 boxes = detections_from_priors_frame(model.layout, detections["boxes"].cpu())

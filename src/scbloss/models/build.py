@@ -25,8 +25,8 @@ def build_model(
     count (for CPU toy runs) without changing the prior layout; ``batch_norm`` adds BatchNorm to a VGG trunk for
     training from scratch. ``pretrained_backbone`` names backbone weights the detector declares (see
     scbloss.detectors.backbones), read from ``backbone_file`` (a path or URL) when given, else downloaded from
-    their URL; ``fc_weights`` is Caffe's reduced fc6/fc7 for a VGG16 backbone (a path or URL in ssd.pytorch's vgg16_reducedfc.pth
-    layout; None: the file the weights publish, if any; "xavier": none, Xavier-initialised).
+    their URL; ``fc_weights`` is Caffe's reduced fc6/fc7 for a VGG16 backbone (a path or URL in ssd.pytorch's
+    vgg16_reducedfc.pth layout; None: the file the weights publish, if any; "xavier": none, Xavier-initialised).
     ``recipe`` (scbloss.recipes) turns the prior sizes into boxes as that recipe's code does.
     """
     spec = detectors.get(name)
