@@ -8,7 +8,7 @@ from scbloss.detection import MultiBoxLoss, postprocess
 from scbloss.detection.criterion import total_loss
 from scbloss.models import build_criterion, build_model
 
-PRIORS = {"fssd300": 11620, "fssd512": 32756, "dssd321": 18312, "dssd513": 45752, "refinedet320": 6375}
+PRIORS = {"fssd300": 8732, "fssd512": 24564, "dssd321": 18312, "dssd513": 45752, "refinedet320": 6375}
 SIZES = {"fssd300": 300, "fssd512": 512, "dssd321": 321, "dssd513": 513, "refinedet320": 320}
 MAPS = {
     "fssd300": [38, 19, 10, 5, 3, 1],

@@ -183,3 +183,19 @@ def test_a_detector_with_the_authors_anchors_trains_in_their_frame():
     ours = SingleShotCriterion(weighting="scb")((loc, conf), model, targets)
     frame = MultiBoxLoss(weighting="scb")(loc, conf, priors_for_loss(layout), targets_for_loss(layout, targets))
     assert all(torch.equal(ours[key], frame[key]) for key in ("loss_cls", "loss_loc", "num_pos"))
+
+
+def test_fssds_coco_layouts_are_caffe_fssds():
+    """lzx1413/CAFFE_SSD@fssd fssd_coco.py / fssd_coco_512.py, worked out by hand: min_ratio 15, max_ratio 90 in
+    steps of floor(75 / 4) = 18 (300) or floor(75 / 5) = 15 (512) percent, a 7% / 15% first level, SSD's ratios,
+    steps of input / map (300 / 38 = 7.89...), no clipping."""
+    fssd300, fssd512 = (detectors.get(name).layout("coco") for name in ("fssd300", "fssd512"))
+    assert fssd300.min_sizes == (21.0, 45.0, 99.0, 153.0, 207.0, 261.0)
+    assert fssd300.max_sizes == (45.0, 99.0, 153.0, 207.0, 261.0, 315.0)
+    assert fssd300.steps[:2] == (300 / 38, 300 / 19) and fssd300.steps[2:] == (30.0, 60.0, 100.0, 300.0)
+    assert fssd512.min_sizes == pytest.approx((35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8))
+    assert fssd512.max_sizes == pytest.approx((76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6))
+    assert fssd512.steps == (8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
+    assert fssd300.clip == fssd512.clip == "none"
+    assert (fssd300.num_priors(), fssd512.num_priors()) == (8732, 24564)
+    assert generate_priors(fssd300).min() < 0  # the unclipped large square of the first level's corner cell
