@@ -11,7 +11,8 @@ from .. import detectors
 from ..conventions import COCO_STATS, RECALL_THRESHOLDS, SIZE_BUCKETS
 from ..detection.weighting import WEIGHTINGS
 from ..recipes import RECIPES
-from .run_config import dataset_layout, test_split
+from .matrix import Run
+from .run_config import dataset_layout, run_recipe, test_split
 
 
 class TableSpecError(ValueError):
@@ -92,6 +93,10 @@ def table_specs(config: dict, schema: Path | None = None) -> list[dict]:
                 f"{folder / spec['id']}.yaml: its rows count recall at {', '.join(map(str, missing))}, which the "
                 f"config's evaluate.thresholds ({', '.join(map(str, evaluated))}) leave out; add them there"
             )
+        for row in spec["rows"]:  # a row naming the recipe the config gives its model is that run, not another
+            run = row["run"]
+            if run.get("recipe") and run["recipe"] == run_recipe(config, Run(spec["dataset"], run["model"], "none")):
+                row["run"] = {key: value for key, value in run.items() if key != "recipe"}
     return specs + comparison_specs(config)
 
 
