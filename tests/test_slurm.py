@@ -168,7 +168,9 @@ def test_a_job_that_reaches_its_walltime_resumes_from_the_iteration_it_stopped(c
 
     SLURM signals up to a minute early, so an attempt trains for 25-50 s after its start-up: 60-130 iterations on
     the CI machines seen. The run is made too long to finish in one or two attempts on any of them; the test ends
-    once the second attempt has logged where it resumed (a run resumed to its end is the signalled test's)."""
+    once the second attempt has logged where it resumed (a run resumed to its end is the signalled test's). The log
+    holds the latest attempt only (Snakemake starts a retried job's log afresh); the checkpoint it resumed from
+    names the signal that wrote it."""
     site = yaml.safe_load(SITE.read_text())
     site["train"]["runtime"] = 2
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
@@ -189,8 +191,7 @@ def test_a_job_that_reaches_its_walltime_resumes_from_the_iteration_it_stopped(c
     resumes = _resumes(log)
     assert len(resumes) == 1, output[-3000:] + log[-3000:]
     iteration, why = resumes[0]
-    assert why == "SIGTERM" and 0 < iteration < 100_000, log[-3000:]
-    assert f"stopped by SIGTERM at iteration {iteration}; checkpoint written" in log, log[-3000:]
+    assert why == "SIGTERM" and 0 < iteration < 100_000, log[-3000:]  # the first attempt saved on the signal
 
 
 def test_a_failed_job_is_reported_with_its_slurm_log(cluster, tmp_path):
