@@ -32,15 +32,20 @@ class _Oracle(SingleShotDetector):
         super().__init__(layout, data.num_classes + 1)
         self.data, self.next = data, 0
 
-    def forward(self, images):
-        from torchvision.ops import box_iou
-
+    def _background_everywhere(self, images):
+        """(loc, conf) of a batch where every prior is confidently background, and the batch's records in order."""
         loc = torch.zeros(len(images), len(self.priors), 4)
         conf = torch.zeros(len(images), len(self.priors), self.data.num_classes + 1)
         conf[..., 0] = 10.0
-        for b in range(len(images)):
-            record = self.data.records[self.next]
-            self.next += 1
+        records = self.data.records[self.next : self.next + len(images)]
+        self.next += len(images)
+        return loc, conf, records
+
+    def forward(self, images):
+        from torchvision.ops import box_iou
+
+        loc, conf, records = self._background_everywhere(images)
+        for b, record in enumerate(records):
             scale = torch.tensor([record.width, record.height] * 2, dtype=torch.float32)
             for box, label in zip(torch.from_numpy(record.boxes) / scale, record.labels):
                 best = box_iou(box[None], self.priors).argmax()
@@ -93,24 +98,16 @@ def _mmdet_v1_boxes(data, record) -> list[tuple[list[float], int]]:
     ]
 
 
-class _ExactOracle(SingleShotDetector):
+class _ExactOracle(_Oracle):
     """Predicts every object of the images it is shown, in order, exactly, through its best prior, in mmdetection
     v1's frame: the object as mmdetection reads it, resized to the input, with the inclusive pixel added."""
-
-    def __init__(self, data, layout):
-        super().__init__(layout, data.num_classes + 1)
-        self.data, self.next = data, 0
 
     def forward(self, images):
         from scbloss.detection.box_coder import BoxCoder
 
         size = self.layout.image_size
-        loc = torch.zeros(len(images), len(self.priors), 4)
-        conf = torch.zeros(len(images), len(self.priors), self.data.num_classes + 1)
-        conf[..., 0] = 10.0
-        for b in range(len(images)):
-            record = self.data.records[self.next]
-            self.next += 1
+        loc, conf, records = self._background_everywhere(images)
+        for b, record in enumerate(records):
             for corners, label in _mmdet_v1_boxes(self.data, record):
                 scale = torch.tensor([record.width, record.height] * 2, dtype=torch.float64)
                 frame = (torch.tensor(corners, dtype=torch.float64) * size / scale + torch.tensor([0, 0, 1, 1])) / size

@@ -81,6 +81,16 @@ def test_missing_file_wrong_width_wrong_file_and_wrong_architecture_are_named(vg
 
 
 @pytest.mark.slow
+def _reduced_fc() -> dict:
+    """Random weights in ssd.pytorch's vgg16_reducedfc.pth layout: fc6 at 31, fc7 at 33, 1024 channels."""
+    return {
+        "31.weight": torch.randn(1024, 512, 3, 3),
+        "31.bias": torch.randn(1024),
+        "33.weight": torch.randn(1024, 1024, 1, 1),
+        "33.bias": torch.randn(1024),
+    }
+
+
 def _nan_classifier_features(tmp_path):
     """torchvision's IMAGENET1K_FEATURES port in layout: valid conv layers, NaN classifier."""
     state = torchvision.models.vgg16(weights=None).state_dict()
@@ -122,12 +132,7 @@ def test_caffe_vgg16_loads_the_published_reduced_fc6_fc7_by_default(tmp_path, mo
     from scbloss.detectors import backbones
 
     _nan_classifier_features(tmp_path)
-    fc = {
-        "31.weight": torch.randn(1024, 512, 3, 3),
-        "31.bias": torch.randn(1024),
-        "33.weight": torch.randn(1024, 1024, 1, 1),
-        "33.bias": torch.randn(1024),
-    }
+    fc = _reduced_fc()
     torch.save(fc, tmp_path / "vgg16_reducedfc.pth")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     with LocalServer() as server:
@@ -144,12 +149,7 @@ def test_caffe_vgg16_loads_the_published_reduced_fc6_fc7_by_default(tmp_path, mo
 def test_caffe_reduced_fc_weights_fill_fc6_fc7(tmp_path):
     """ssd.pytorch's vgg16_reducedfc.pth layout: fc6 at 31, fc7 at 33, already 1024 channels."""
     state = torchvision.models.vgg16(weights=None).state_dict()
-    fc = {
-        "31.weight": torch.randn(1024, 512, 3, 3),
-        "31.bias": torch.randn(1024),
-        "33.weight": torch.randn(1024, 1024, 1, 1),
-        "33.bias": torch.randn(1024),
-    }
+    fc = _reduced_fc()
     torch.save(state, tmp_path / "features.pth")
     torch.save(fc, tmp_path / "reducedfc.pth")
     model = build_model(
