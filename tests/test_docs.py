@@ -177,6 +177,11 @@ NOT_RUN: dict[tuple[str, str], str] = {
     ): "needs COCO val2017 under data/coco and torchvision's published weights (downloads); "
     "test_torchvision_ssd.py::test_torchvisions_published_model_is_evaluated_with_one_command runs it on stand-ins",
     (
+        "docs/getting-started.md",
+        ".venv/bin/python -m scbloss detect --checkpoint torchvision_coco --out results/detect --score 0.5 photos/",
+    ): "downloads torchvision's published weights and needs a photos/ folder; test_detect.py runs the command on "
+    "a small model file and images it writes",
+    (
         "docs/containers.md",
         "podman build -f envs/Dockerfile -t scbloss:0.1.0 .        # or docker build; from the repository root\n"
         "podman tag scbloss:0.1.0 ghcr.io/YOUR_USER/scbloss:0.1.0\n"

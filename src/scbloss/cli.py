@@ -1,4 +1,4 @@
-"""The `scbloss` command: data, train, evaluate, match-stats, tables, curves."""
+"""The `scbloss` command: data, train, evaluate, detect, match-stats, tables, curves."""
 
 from __future__ import annotations
 
@@ -100,6 +100,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     summary = {k: metrics[k] for k in ("voc_map", "coco", "test_dev") if k in metrics}
     print(f"{args.out}/metrics.json: {summary}")
     return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from .engine.detect import detect
+
+    options = _given(args, score="score", top_k="top_k", device="device", batch_size="batch_size")
+    report = detect(Path(args.checkpoint), [Path(p) for p in args.images], Path(args.out), **options)
+    failed = f"; {len(report.failed)} could not be read" if report.failed else ""
+    print(f"{report.json}: {report.detections} detections on {report.images} images{failed}")
+    return 1 if report.failed else 0
 
 
 def _match_stats(args: argparse.Namespace) -> int:
@@ -215,6 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, help="default: 16")
     evaluate.add_argument("--workers", type=int, help="default: 2")
     evaluate.set_defaults(handler=_evaluate)
+
+    detect = commands.add_parser("detect", help="draw a trained detector's boxes on images; COCO-format JSON")
+    detect.add_argument(
+        "--checkpoint", required=True, help="model_final.pt written by scbloss train, or torchvision_coco"
+    )
+    detect.add_argument("--out", required=True, help="folder for <image>.png drawings and detections.json")
+    detect.add_argument("--score", type=float, help="keep detections scoring at least this (default: 0.3)")
+    detect.add_argument("--top-k", type=int, help="at most this many detections per image (default: 100)")
+    detect.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    detect.add_argument("--batch-size", type=int, help="default: 8")
+    detect.add_argument("images", nargs="+", help="image files and folders of images")
+    detect.set_defaults(handler=_detect)
 
     stats = commands.add_parser("match-stats", help="priors matched per object (Figs. 1 and 3): CSV + PNG")
     stats.add_argument("--dataset", required=True, choices=KINDS)

@@ -48,6 +48,15 @@ def _check_trainable(record) -> None:
         raise DatasetError(problem)
 
 
+def read_image(file: Path) -> torch.Tensor:
+    """An image file as RGB uint8 [3, H, W]; a file that does not decode is a DatasetError naming it."""
+    try:
+        with Image.open(file) as handle:
+            return pil_to_tensor(handle.convert("RGB"))
+    except OSError as error:
+        raise DatasetError(undecodable(file, error)) from error
+
+
 class DetectionDataset(Dataset):
     """Items are ``index`` or ``(index, epoch)``; returns (image [3, S, S] float, target).
 
@@ -91,11 +100,7 @@ class DetectionDataset(Dataset):
         record = self.data.records[index]
         if self.train:
             _check_trainable(record)
-        try:
-            with Image.open(record.file) as handle:
-                image = pil_to_tensor(handle.convert("RGB"))
-        except OSError as error:
-            raise DatasetError(undecodable(record.file, error)) from error
+        image = read_image(record.file)
         problem = size_mismatch(record.file, image.shape[2], image.shape[1], record.width, record.height)
         if problem:
             raise DatasetError(problem)
@@ -251,6 +256,7 @@ __all__ = [
     "collate",
     "make_loader",
     "parameter_drawer",
+    "read_image",
     "sample_seed",
     "training_transform",
     "worker_error",

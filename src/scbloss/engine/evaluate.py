@@ -20,7 +20,7 @@ from ..paths import DETECTIONS, EVAL_METRICS, RECALL, test_dev_zip_name
 from ..recipes import recipe
 from .checkpoint import load_trained
 from .coco_eval import coco_stats
-from .predict import predict, write_json
+from .predict import predict, trained_memory_format, write_json
 from .recall import size_recall
 from .voc_eval import voc_ap_per_class
 
@@ -72,8 +72,7 @@ def evaluate(
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    channels_last = meta.channels_last and torch.device(device).type == "cuda"
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format  # as it trained
+    memory_format = trained_memory_format(meta.channels_last, device)
     settings = recipe(meta.recipe).test_settings(detectors.get(meta.model).test)
     # The recall tables count detections down to their lowest threshold; filtering those at the recipe's score
     # floor equals post-processing at it (NMS never lets a lower score suppress a higher one)
