@@ -27,6 +27,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/show_matching.smk"
 
 
 # Bookkeeping rules run where Snakemake runs, not as cluster jobs.
@@ -37,6 +38,7 @@ localrules:
     table,
     summary,
     plan,
+    show_matching,
 
 
 rule all:

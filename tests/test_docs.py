@@ -125,6 +125,13 @@ RUN: list[tuple[str, str, Run]] = [
         Run(expect="GPU-h of training", slow=True),
     ),
     (
+        "docs/getting-started.md",
+        ".venv/bin/python -m scbloss data toy --out data/toy --images 40 --test-images 20\n"
+        ".venv/bin/python -m scbloss show-matching --dataset toy_voc --root data/toy --split test --model ssd300 \\\n"
+        "  --image smallest-object --image 0 --out results/show-matching/voc-ssd300",
+        Run(expect="results/show-matching/voc-ssd300.png", slow=True),
+    ),
+    (
         "docs/your-data.md",
         ".venv/bin/python -m scbloss data check data/shapes/VOCdevkit/VOC2007\n"
         ".venv/bin/python -m scbloss data check data/shapes/coco/val2017 "

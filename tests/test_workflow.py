@@ -32,7 +32,8 @@ def test_paper_dry_run_has_a_job_per_run_the_tables_need():
     # Tables 1-9 need 22 runs: Table 1's five SSD300 weightings; Table 2 adds FSSD300 x {none, scb} and RefineDet320
     # x {none, scb ARM, scb ARM+ODM}; Table 5 twelve COCO runs (six detectors x {none, scb}); Tables 3-4 and 6-9
     # reuse them. Each run is evaluated on one split, COCO runs also on test-dev; one figure per dataset x model
-    # trained (3 VOC + 6 COCO) plus Fig. 1's augmented VOC SSD300.
+    # trained (3 VOC + 6 COCO) plus Fig. 1's augmented VOC SSD300; one show-matching figure per dataset x model x
+    # recipe trained (the same 9 pairs).
     assert counts == {
         "real_data": 2,
         "run_config": 22,
@@ -41,10 +42,11 @@ def test_paper_dry_run_has_a_job_per_run_the_tables_need():
         "evaluate": 22,
         "evaluate_test_dev": 12,
         "match_stats": 10,
+        "show_matching": 9,
         "table": 9,
         "summary": 1,
         "all": 1,
-        "total": 123,
+        "total": 132,
     }
 
 
@@ -125,8 +127,9 @@ def test_report_gathers_tables_and_figures(toy_pipeline, tmp_path):
         names = {PurePosixPath(name).name for name in report.namelist()}
     results, _ = toy_pipeline
     expected = {f"table{n}.csv" for n in range(1, 10)} | {"summary.md"}
-    expected |= {p.name for p in (results / "figures").rglob("*.png")}  # 10 matching figures, 22 training curves
-    assert len(expected) == 10 + 10 + 22 and expected <= names, sorted(expected - names)
+    # 10 matching-statistics figures, 9 show-matching figures, 22 training curves
+    expected |= {p.name for p in (results / "figures").rglob("*.png")}
+    assert len(expected) == 10 + 10 + 9 + 22 and expected <= names, sorted(expected - names)
     assert "report.html" in names
 
 

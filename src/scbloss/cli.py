@@ -1,4 +1,4 @@
-"""The `scbloss` command: data, train, evaluate, detect, match-stats, tables, curves."""
+"""The `scbloss` command: data, train, evaluate, detect, match-stats, show-matching, tables, curves."""
 
 from __future__ import annotations
 
@@ -138,6 +138,27 @@ def _match_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_matching(args: argparse.Namespace) -> int:
+    from . import detectors
+    from .data import load_dataset
+    from .engine.show_matching import write_matching
+    from .recipes import recipe
+
+    classes = args.classes.split(",") if args.classes else None
+    data = load_dataset(args.dataset, Path(args.root), args.split, classes=classes, annotations=args.annotations)
+    layout = recipe(args.recipe).layout(detectors.get(args.model).layout(args.priors))
+    title = (
+        f"{args.model} priors ({args.priors}, {args.recipe} recipe) on {args.dataset}/{args.split}: "
+        f"W = {args.weighting} (alpha {args.alpha:g}, beta {args.beta:g})"
+    )
+    try:
+        table = write_matching(data, args.image, layout, Path(args.out), title, args.weighting, args.alpha, args.beta)
+    except ValueError as error:
+        raise ValueError(f"{args.root} ({args.dataset}/{args.split}): {error}") from error
+    print(f"{args.out}.png, {args.out}.csv: {len(table)} objects in {table['image'].nunique()} images")
+    return 0
+
+
 def _tables_render(args: argparse.Namespace) -> int:
     from .experiments import load_table_spec
     from .tables import render
@@ -173,6 +194,7 @@ def _curves(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data.registry import KINDS
+    from .detection.weighting import WEIGHTINGS
     from .recipes import RECIPES
 
     parser = argparse.ArgumentParser(prog="scbloss", description=__doc__)
@@ -252,6 +274,28 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--csv", required=True, help="per-object table: size bucket, matches")
     stats.add_argument("--png", required=True, help="histograms, overall and by size bucket")
     stats.set_defaults(handler=_match_stats)
+
+    show = commands.add_parser("show-matching", help="the priors each object of an image matches, with M and W(M)")
+    show.add_argument("--dataset", required=True, choices=KINDS)
+    show.add_argument("--root", required=True)
+    show.add_argument("--classes", help="voc_folder: class names in label order, comma-separated")
+    show.add_argument("--annotations", help="coco_json: the split's COCO JSON")
+    show.add_argument("--split", required=True)
+    show.add_argument("--model", default="ssd300")
+    show.add_argument("--priors", default="voc", choices=["voc", "coco"], help="which recipe's prior sizes")
+    show.add_argument("--recipe", default="original", choices=tuple(RECIPES), help="whose anchors")
+    show.add_argument("--weighting", default="scb", choices=tuple(WEIGHTINGS), help="the W(M) to label")
+    show.add_argument("--alpha", type=float, default=1.0, help="scb's alpha")
+    show.add_argument("--beta", type=float, default=3.0, help="scb's beta")
+    show.add_argument(
+        "--image",
+        required=True,
+        action="append",
+        help="an image's name (or file stem), its position in the split, or smallest-object, largest-object or "
+        "most-objects; repeat for one panel each",
+    )
+    show.add_argument("--out", required=True, help="PREFIX: writes PREFIX.png and PREFIX.csv (one row per object)")
+    show.set_defaults(handler=_show_matching)
 
     tables = commands.add_parser("tables", help="render the paper's tables beside reproduced values").add_subparsers(
         dest="tables_command", required=True

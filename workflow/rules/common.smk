@@ -33,6 +33,7 @@ IMPORTED = config["metrics_dir"]  # metrics computed elsewhere: tables render fr
 RUNS_DIR = IMPORTED or f"{RESULTS}/runs"
 # The matching statistics read the datasets themselves, so tables rendered from imported metrics go without them.
 FIGURES = [] if IMPORTED else experiments.figure_entries(config, RUNS.values())
+SHOW_MATCHING = {} if IMPORTED else {e["name"]: e for e in experiments.show_matching_entries(config, RUNS.values())}
 TOY = all(config["data"][family]["source"] == "toy" for family in ("voc", "coco") if family in config["data"])
 COMPARISONS = {spec["id"] for spec in SPECS if spec["kind"] == "comparison"}  # your datasets' tables
 PAPER_TABLES = [spec for spec in SPECS if spec["id"] not in COMPARISONS]
@@ -96,6 +97,10 @@ def figure_outputs():
     return [f"{RESULTS}/figures/matching/{match_stats_name(e)}.png" for e in FIGURES]
 
 
+def show_matching_outputs():
+    return [f"{RESULTS}/figures/show_matching/{name}.png" for name in SHOW_MATCHING]
+
+
 def curve_outputs():
     return [] if IMPORTED else [f"{RESULTS}/figures/curves/{run_id}.png" for run_id in RUNS]
 
@@ -113,7 +118,7 @@ def test_dev_outputs():
 def all_outputs():
     tables = [f"{RESULTS}/tables/{spec['id']}.{suffix}" for spec in SPECS for suffix in ("md", "tex", "csv")]
     summary = [f"{RESULTS}/tables/summary.md"] if PAPER_TABLES else []  # how the paper's tables compare
-    return tables + summary + figure_outputs() + curve_outputs() + test_dev_outputs()
+    return tables + summary + figure_outputs() + show_matching_outputs() + curve_outputs() + test_dev_outputs()
 
 
 def resources_of(rule):
@@ -174,4 +179,17 @@ def match_stats_args(name):
     return (
         f"{dataset_args(entry['dataset'], entry['split'])} --split {entry['split']} --model {entry['model']} "
         f"--priors {experiments.dataset_layout(config, entry['dataset'])} --recipe {entry['recipe']}{augment}"
+    )
+
+
+def show_matching_args(name):
+    """`scbloss show-matching`'s arguments for one figure: its dataset, prior layout and recipe, scb's alpha and beta
+    as the config trains the model, and the images: those holding the split's smallest object, its largest, and
+    the most objects (the first in the split on a tie)."""
+    entry = SHOW_MATCHING[name]
+    scb = "".join(f" --{key} {entry[key]}" for key in ("alpha", "beta") if key in entry)
+    return (
+        f"{dataset_args(entry['dataset'], entry['split'])} --split {entry['split']} --model {entry['model']} "
+        f"--priors {experiments.dataset_layout(config, entry['dataset'])} --recipe {entry['recipe']} "
+        f"--weighting scb{scb} --image smallest-object --image largest-object --image most-objects"
     )

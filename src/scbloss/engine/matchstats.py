@@ -12,13 +12,40 @@ from tqdm import tqdm
 from ..atomic import save_figure
 from ..conventions import SIZE_BUCKETS, size_bucket_of_area
 from ..data.loader import DetectionDataset, training_transform
-from ..data.records import DetectionSet, to_mmdet_v1
+from ..data.records import DetectionSet, ImageRecord, to_mmdet_v1
 from ..data.transforms import normalization
 from ..detection import PriorLayout
 from ..detection.iou import PriorIntervals
 from ..detection.matcher import match_concat, matching_counts
 from ..detection.priors import priors_for_loss, targets_for_loss
 from ..recipes import recipe
+
+
+def record_in_loss_frame(record: ImageRecord, annotation_format: str, layout: PriorLayout) -> torch.Tensor:
+    """One image's counted objects resized to the model input, in the frame the loss matches in ([N, 4] xyxy)."""
+    size = layout.image_size
+    boxes = record.boxes[record.counted()].reshape(-1, 4)
+    if layout.generator == "mmdet_v1":  # resized as mmdetection does: its corners scaled, clipped to size - 1
+        scale = np.array([record.width, record.height] * 2, dtype=np.float64)
+        normalized = np.clip(to_mmdet_v1(boxes.astype(np.float64), annotation_format) / scale, 0, (size - 1) / size)
+    else:
+        normalized = boxes / np.array([record.width, record.height] * 2, dtype=np.float32)
+    return targets_for_loss(layout, [{"boxes": torch.from_numpy(normalized)}])[0]["boxes"]
+
+
+def input_pixels_per_unit(layout: PriorLayout) -> float:
+    """Input pixels per unit of the loss frame: normalized for SSD's priors, already pixels for mmdetection's."""
+    return 1.0 if layout.generator == "mmdet_v1" else float(layout.image_size)
+
+
+def match_images(boxes_per_image: list[torch.Tensor], intervals: PriorIntervals) -> tuple[torch.Tensor, torch.Tensor]:
+    """Match each image's objects (loss frame) to the priors as the loss does -> (their boxes one image after
+    another [S, 4], and per image and prior the row of its object in them or -1 [B, A])."""
+    boxes = torch.cat(boxes_per_image)
+    image_of = torch.repeat_interleave(
+        torch.arange(len(boxes_per_image)), torch.tensor([len(b) for b in boxes_per_image])
+    )
+    return boxes, match_concat(boxes, image_of, len(boxes_per_image), intervals)
 
 
 def _objects_in_loss_frame(data: DetectionSet, layout: PriorLayout, augment: bool, seed: int, recipe_name: str):
@@ -33,13 +60,7 @@ def _objects_in_loss_frame(data: DetectionSet, layout: PriorLayout, augment: boo
             yield targets_for_loss(layout, [dataset[index][1]])[0]["boxes"]
         return
     for record in data.records:
-        boxes = record.boxes[record.counted()].reshape(-1, 4)
-        if layout.generator == "mmdet_v1":  # resized as mmdetection does: its corners scaled, clipped to size - 1
-            scale = np.array([record.width, record.height] * 2, dtype=np.float64)
-            normalized = np.clip(to_mmdet_v1(boxes.astype(np.float64), data.kind) / scale, 0, (size - 1) / size)
-        else:
-            normalized = boxes / np.array([record.width, record.height] * 2, dtype=np.float32)
-        yield targets_for_loss(layout, [{"boxes": torch.from_numpy(normalized)}])[0]["boxes"]
+        yield record_in_loss_frame(record, data.kind, layout)
 
 
 def matching_statistics(
@@ -55,16 +76,15 @@ def matching_statistics(
     matched as the loss matches (``layout`` as the recipe makes it: :meth:`scbloss.recipes.Recipe.layout`)."""
     priors = priors_for_loss(layout)
     intervals = PriorIntervals(priors)
-    pixels = 1.0 if layout.generator == "mmdet_v1" else float(layout.image_size)  # loss frame -> input pixels
+    pixels = input_pixels_per_unit(layout)
     rows = []
     batch: list[torch.Tensor] = []
 
     def flush() -> None:
         if not batch:
             return
-        boxes = torch.cat(batch)
-        image_of = torch.repeat_interleave(torch.arange(len(batch)), torch.tensor([len(b) for b in batch]))
-        counts = matching_counts(match_concat(boxes, image_of, len(batch), intervals), len(boxes))
+        boxes, matched = match_images(batch, intervals)
+        counts = matching_counts(matched, len(boxes))
         area = (boxes[:, 2] - boxes[:, 0]) * pixels * (boxes[:, 3] - boxes[:, 1]) * pixels
         bucket = size_bucket_of_area(area.numpy())
         rows.extend(zip(bucket.tolist(), counts.tolist()))
@@ -106,4 +126,10 @@ def plot_histograms(stats: pd.DataFrame, png: Path, title: str, clip: int = 30) 
     save_figure(figure, png)
 
 
-__all__ = ["matching_statistics", "plot_histograms"]
+__all__ = [
+    "input_pixels_per_unit",
+    "match_images",
+    "matching_statistics",
+    "plot_histograms",
+    "record_in_loss_frame",
+]

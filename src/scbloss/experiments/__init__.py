@@ -7,7 +7,7 @@ that several tables use is trained once. :mod:`.specs` reads the tables, :mod:`.
 package imports torch: the workflow parses with it.
 """
 
-from .matrix import Run, eval_splits, figure_entries, metrics_path, row_run, runs_for_tables
+from .matrix import Run, eval_splits, figure_entries, metrics_path, row_run, runs_for_tables, show_matching_entries
 from .planning import gpu_hours, gpus_per_run, plan, training_rate
 from .run_config import checked_train_config, dataset_entry, dataset_layout, test_split, train_config, train_split
 from .specs import TableSpecError, comparison_specs, load_table_spec, table_specs
@@ -28,6 +28,7 @@ __all__ = [
     "plan",
     "row_run",
     "runs_for_tables",
+    "show_matching_entries",
     "table_specs",
     "test_split",
     "train_config",

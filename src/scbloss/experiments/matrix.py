@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..paths import eval_file
-from .run_config import run_recipe, train_split
+from .run_config import run_recipe, test_split, train_config, train_split
 
 
 @dataclass(frozen=True, order=True)
@@ -66,4 +66,35 @@ def figure_entries(config: dict, runs) -> list[dict]:
     return list(distinct.values())
 
 
-__all__ = ["Run", "eval_splits", "figure_entries", "metrics_path", "row_run", "runs_for_tables"]
+def show_matching_entries(config: dict, runs) -> list[dict]:
+    """The figures of `scbloss show-matching`, with `figures.show_matching`: one per dataset x model x recipe of
+    the runs, on the dataset's test split, labelled with scb's W(M) at the alpha and beta the config trains that
+    model with; distinct, in order."""
+    if not (config.get("figures") or {}).get("show_matching"):
+        return []
+    entries = {}
+    for run in sorted(runs):
+        recipe = run_recipe(config, run)
+        if (run.dataset, run.model, recipe) in entries:
+            continue
+        values = train_config(config, Run(run.dataset, run.model, "scb", recipe=recipe))
+        entries[run.dataset, run.model, recipe] = {
+            "name": f"{run.dataset}-{run.model}-{recipe}",
+            "dataset": run.dataset,
+            "model": run.model,
+            "recipe": recipe,
+            "split": test_split(config, run.dataset),
+            **{key: values[key] for key in ("alpha", "beta") if key in values},
+        }
+    return list(entries.values())
+
+
+__all__ = [
+    "Run",
+    "eval_splits",
+    "figure_entries",
+    "metrics_path",
+    "row_run",
+    "runs_for_tables",
+    "show_matching_entries",
+]
