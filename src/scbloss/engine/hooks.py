@@ -86,7 +86,8 @@ def loss_terms(losses: dict) -> list[str]:
 class MetricsWriter(HookBase):
     """Appends iteration, lr, every ``loss_*`` term, num_pos and images/s to a CSV every ``every`` iterations.
 
-    Rows past ``resumed_at`` (written before an interruption, to be recomputed) are dropped first.
+    Rows past ``resumed_at`` (written before an interruption, to be recomputed) are dropped first. ``last_row`` is
+    the latest row as written (column -> value), for hooks registered after this one that log the same values.
     """
 
     def __init__(self, path: Path, every: int, resumed_at: int, world_size: int = 1) -> None:
@@ -94,6 +95,7 @@ class MetricsWriter(HookBase):
         self._handle = None
         self._writer: csv.DictWriter | None = None
         self._tick, self._seen = 0.0, 0
+        self.last_row: dict | None = None
 
     def before_train(self) -> None:
         fields = None
@@ -131,6 +133,7 @@ class MetricsWriter(HookBase):
         row.update({key: f"{float(trainer.losses[key]):.6f}" for key in loss_terms(trainer.losses)})
         self._writer.writerow(row)
         self._handle.flush()
+        self.last_row = {field: row[field] for field in self._fields if field in row}
         self._tick, self._seen = time.perf_counter(), 0
 
     def after_train(self) -> None:

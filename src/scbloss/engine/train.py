@@ -36,6 +36,7 @@ from .hooks import MetricsWriter, PeriodicCheckpointer, ProgressReporter, StopOn
 from .precision import Precision, configure_device
 from .precision import resolve as resolve_precision
 from .solver import build_optimizer, lr_schedule
+from .tensorboard import tensorboard_hooks
 from .trainer import Trainer, TrainingDiverged
 
 log = logging.getLogger(__name__)
@@ -208,10 +209,8 @@ def training_hooks(config: TrainConfig, run: RunFolder, state: TrainingState, wo
     hooks = [StopOnSignal(save, agree, barrier), PeriodicCheckpointer(save, config.checkpoint_every)]
     if not world.is_main:
         return hooks
-    return [
-        MetricsWriter(run.running_metrics, config.log_every, start, world.size),
-        ProgressReporter(config.log_every),
-    ] + hooks
+    metrics = MetricsWriter(run.running_metrics, config.log_every, start, world.size)
+    return [metrics, *tensorboard_hooks(run.out, metrics, start), ProgressReporter(config.log_every)] + hooks
 
 
 def model_meta(config: TrainConfig, state: TrainingState, iterations: int) -> ModelMeta:
