@@ -12,7 +12,7 @@ from scbloss.detectors.backbones import BACKBONE_WEIGHTS
 from scbloss.engine import config
 from scbloss.engine.config import SCHEMA, ConfigError, DatasetConfig, TrainConfig, config_from_dict
 
-PER_RUN = {"dataset", "model", "weighting", "variant"}  # set by the run matrix from a table row
+PER_RUN = {"dataset", "model", "weighting", "variant", "init_from"}  # set by the run matrix (a row, its stages)
 
 
 def test_schema_train_block_equals_the_config_key_by_key():

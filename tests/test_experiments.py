@@ -14,8 +14,10 @@ def _table() -> dict:
 
 def test_every_builtin_detector_has_a_rate_per_device_and_the_registry_returns_it():
     table = _table()
-    builtins = detectors.names()[:7]
+    builtins = ("ssd300", "ssd512", "fssd300", "fssd512", "dssd321", "dssd513", "refinedet320")  # the paper's
     assert set(table["rates"]) == set(builtins)
+    for first_stage in ("ssd321_resnet", "ssd513_resnet"):  # not measured yet: `plan` counts their runs apart
+        assert detectors.get(first_stage).throughput == {}
     for name in builtins:
         assert set(table["rates"][name]) == set(table["devices"]), name
         for device, entry in table["rates"][name].items():

@@ -8,7 +8,8 @@ import yaml
 
 from conftest import REPO, run_snakemake
 
-KEYS = ("pretrained_backbone", "batch_size", "lr", "warmup_iters", "max_iter", "lr_steps")
+KEYS = ("pretrained_backbone", "batch_size", "lr", "warmup_iters", "max_iter", "lr_steps")  # every card lists them
+OPTIONAL = {"accumulate_grad": 1, "freeze": None}  # a card lists these only where they are not the default
 
 
 def _cards() -> dict[tuple[str, str], dict]:
@@ -20,18 +21,21 @@ def _cards() -> dict[tuple[str, str], dict]:
 
 
 def _resolved(values: dict) -> dict:
-    return {key: values.get(key, 0 if key == "warmup_iters" else None) for key in KEYS}
+    resolved = {key: values.get(key, 0 if key == "warmup_iters" else None) for key in KEYS}
+    resolved.update({key: values[key] for key, default in OPTIONAL.items() if values.get(key, default) != default})
+    return resolved
 
 
 @pytest.mark.slow
 def test_every_paper_run_trains_the_recipe_of_its_card(tmp_path):
     cards = _cards()
     models = {"ssd300", "ssd512", "fssd300", "fssd512", "dssd321", "dssd513", "refinedet320"}
+    models |= {"ssd321_resnet", "ssd513_resnet"}  # DSSD's first stages
     assert set(cards) == {(model, "original") for model in models} | {("ssd300", "authors"), ("ssd512", "authors")}
     code, output = run_snakemake("-n", "--configfile", "config/paper.yaml", "--config", f"results={tmp_path}")
     assert code == 0, output[-3000:]
     runs = sorted(set(re.findall(r"runs/([a-z0-9_-]+-s\d+)/train\.yaml", output)))
-    assert len(runs) == 22
+    assert len(runs) == 26  # the tables' 22 and the first stages of DSSD321 / DSSD513, with and without SCB
     targets = [str(tmp_path / "runs" / run / "train.yaml") for run in runs]
     code, output = run_snakemake(
         "--cores", "1", "--configfile", "config/paper.yaml", "--config", f"results={tmp_path}", "--", *targets
@@ -45,7 +49,11 @@ def test_every_paper_run_trains_the_recipe_of_its_card(tmp_path):
         assert card is not None, f"{run}: docs/recipes.md has no {family} card for {values['model']}"
         assert _resolved(values) == card, (run, _resolved(values), card)
         checked.add((values["model"], values["recipe"], family))
-    assert len(checked) == 9  # Tables 1-9 train 3 detectors on VOC and 6 on COCO
+        if values["model"].startswith("dssd"):  # stage 2 starts from the stage-1 run of its own row
+            first = re.sub(r"^(\w+)-dssd(\d+)-", r"\1-ssd\2_resnet-", run)
+            assert first in runs and values["init_from"] == str(tmp_path / "runs" / first / "model_final.pt"), run
+            assert values["init_modules"] == values["freeze"] == ["trunk", "extras"]
+    assert len(checked) == 11  # Tables 1-9 train 3 detectors on VOC and 6 on COCO, DSSD after 2 SSD-ResNets
     assert {recipe for _, recipe, _ in checked} == {"authors", "original"}
 
 

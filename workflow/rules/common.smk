@@ -26,14 +26,16 @@ pipeline.expose_detector_modules(config["detector_modules"])
 RESULTS = config["results"]
 SPECS = experiments.table_specs(config, os.path.join(workflow.basedir, "workflow", "schemas", "table.schema.yaml"))
 SEEDS = config["seeds"]
-RUNS = {run.id: run for run in experiments.runs_for_tables(SPECS, SEEDS)}
+TABLE_RUNS = experiments.runs_for_tables(SPECS, SEEDS)
+# and the earlier stages they start from (train.stages: DSSD after SSD on ResNet-101), trained but not evaluated
+RUNS = {run.id: run for run in experiments.with_earlier_stages(config, TABLE_RUNS)}
 for _run in RUNS.values():  # each run's training config, checked as its job will read it: errors at dry-run
     experiments.checked_train_config(config, _run)
 IMPORTED = config["metrics_dir"]  # metrics computed elsewhere: tables render from them, nothing trains
 RUNS_DIR = IMPORTED or f"{RESULTS}/runs"
 # The matching statistics read the datasets themselves, so tables rendered from imported metrics go without them.
-FIGURES = [] if IMPORTED else experiments.figure_entries(config, RUNS.values())
-SHOW_MATCHING = {} if IMPORTED else {e["name"]: e for e in experiments.show_matching_entries(config, RUNS.values())}
+FIGURES = [] if IMPORTED else experiments.figure_entries(config, TABLE_RUNS)  # not again for a first stage
+SHOW_MATCHING = {} if IMPORTED else {e["name"]: e for e in experiments.show_matching_entries(config, TABLE_RUNS)}
 TOY = all(config["data"][family]["source"] == "toy" for family in ("voc", "coco") if family in config["data"])
 COMPARISONS = {spec["id"] for spec in SPECS if spec["kind"] == "comparison"}  # your datasets' tables
 PAPER_TABLES = [spec for spec in SPECS if spec["id"] not in COMPARISONS]
@@ -109,8 +111,8 @@ def test_dev_outputs():
     if IMPORTED or not config["evaluate"]["test_dev"]:
         return []
     return [
-        paths.eval_file(f"{RESULTS}/runs", r, "test-dev", paths.test_dev_zip_name(r))
-        for r, run in RUNS.items()
+        paths.eval_file(f"{RESULTS}/runs", run.id, "test-dev", paths.test_dev_zip_name(run.id))
+        for run in TABLE_RUNS
         if run.dataset == "coco"
     ]
 
@@ -119,6 +121,12 @@ def all_outputs():
     tables = [f"{RESULTS}/tables/{spec['id']}.{suffix}" for spec in SPECS for suffix in ("md", "tex", "csv")]
     summary = [f"{RESULTS}/tables/summary.md"] if PAPER_TABLES else []  # how the paper's tables compare
     return tables + summary + figure_outputs() + show_matching_outputs() + curve_outputs() + test_dev_outputs()
+
+
+def earlier_stage_model(wildcards):
+    """The final model a run starts from when its model trains in stages (train.stages); none otherwise."""
+    earlier = experiments.earlier_stage(config, RUNS[wildcards.run])
+    return [run_file(paths.FINAL_MODEL, earlier.id)] if earlier else []
 
 
 def resources_of(rule):

@@ -20,6 +20,7 @@ rule train:
     input:
         config=run_file(paths.TRAIN_CONFIG),
         data=lambda w: dataset_marker(RUNS[w.run].dataset),
+        earlier_stage=earlier_stage_model,
     output:
         model=run_file(paths.FINAL_MODEL),
         metrics=run_file(paths.METRICS),

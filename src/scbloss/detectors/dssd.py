@@ -45,3 +45,26 @@ DSSD513 = register(
         summary="DSSD at 513 px, 45752 priors",
     )
 )
+
+# DSSD's first stage (Caffe DSSD README "Train/Eval" 1 and 2; `ssd_coco_resnet_513.py`): SSD on the same trunk,
+# extras and priors, heads on the SSD maps. A DSSD run the config chains to one of these (`train.stages`) starts its
+# trunk and extras from it.
+SSD321_RESNET = register(
+    DetectorSpec(
+        name="ssd321_resnet",
+        network="scbloss.models.dssd:ResNetSSD",
+        layouts=DSSD321.layouts,
+        backbone_weights=("resnet101_imagenet1k_v1",),
+        summary="SSD321 on ResNet-101 (DSSD321's first stage): prediction modules and heads on the SSD maps",
+    )
+)
+
+SSD513_RESNET = register(
+    DetectorSpec(
+        name="ssd513_resnet",
+        network="scbloss.models.dssd:ResNetSSD",
+        layouts=DSSD513.layouts,
+        backbone_weights=("resnet101_imagenet1k_v1",),
+        summary="SSD513 on ResNet-101 (DSSD513's first stage)",
+    )
+)

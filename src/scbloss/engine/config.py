@@ -120,7 +120,10 @@ class TrainConfig:
     alpha: float = option(1.0, doc="alpha of the scb weighting", low=0)
     beta: float = option(3.0, doc="beta of the scb weighting", low=0, low_open=True)
     apply_to: str = option("cls", doc="the positives' losses W(M) multiplies", choices=APPLY_TO)
-    batch_size: int = option(32, doc="images per step, over all GPUs", low=1)
+    batch_size: int = option(32, doc="images per forward and backward pass, over all GPUs", low=1)
+    accumulate_grad: int = option(
+        1, doc="passes whose gradients each step averages (Caffe's iter_size): a step sees batch_size x this", low=1
+    )
     lr: float = option(1e-3, doc="base learning rate", low=0, low_open=True, high=10)
     warmup_iters: int = option(0, doc="iterations of linear warm-up", low=0)
     warmup_factor: float = option(1.0 / 3, doc="the lr factor warm-up starts from", low=0, low_open=True, high=1)
@@ -162,6 +165,17 @@ class TrainConfig:
     pretrained: str | None = option(
         None, doc="a whole detector to start from: torchvision_coco (SSD300) or a file of its weights"
     )
+    init_from: str | None = option(
+        None,
+        doc="a model_final.pt of an earlier stage whose init_modules start this run (the workflow sets it)",
+        per_run=True,
+    )
+    init_modules: list[str] | None = option(None, doc="the network's modules init_from gives (e.g. trunk, extras)")
+    freeze: list[str] | None = option(
+        None,
+        doc="the network's modules kept as they start: no gradient, BatchNorm on its running statistics "
+        "(Caffe's lr_mult 0 and use_global_stats)",
+    )
 
     def check(self, source: str, given: frozenset[str] = frozenset()) -> TrainConfig:
         """What the types and ranges cannot say: registered names, and a schedule that makes sense (``given``: the
@@ -194,6 +208,8 @@ class TrainConfig:
             )
         if self.pretrained is not None and self.model != "ssd300":
             problems.append(f"pretrained: whole-detector weights exist for ssd300 (torchvision's), not {self.model}")
+        if (self.init_from is None) != (self.init_modules is None):
+            problems.append("init_from and init_modules: give both (which file, and which of its modules) or neither")
         if sorted(set(self.lr_steps)) != list(self.lr_steps):
             problems.append(f"lr_steps: must be increasing, got {self.lr_steps}")
         elif "lr_steps" in given and self.lr_steps and self.lr_steps[-1] >= self.max_iter:

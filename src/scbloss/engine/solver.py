@@ -10,8 +10,10 @@ from .config import TrainConfig
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum and weight decay on every parameter, as every PyTorch port of SSD's recipe."""
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    """SGD with momentum and weight decay on every parameter that is not frozen, as every PyTorch port of SSD's
+    recipe (a frozen one takes no decay either: Caffe's ``lr_mult 0, decay_mult 0``)."""
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    return torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def lr_factor(config: TrainConfig, iteration: int) -> float:

@@ -36,6 +36,7 @@ from .hooks import MetricsWriter, PeriodicCheckpointer, ProgressReporter, StopOn
 from .precision import Precision, configure_device
 from .precision import resolve as resolve_precision
 from .solver import build_optimizer, lr_schedule
+from .stages import freeze_modules, load_modules
 from .tensorboard import tensorboard_hooks
 from .trainer import Trainer, TrainingDiverged
 
@@ -83,6 +84,7 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
         autocast_dtype=state.precision.autocast_dtype,
         clip_grad_norm=config.clip_grad_norm,
         global_terms=global_terms if world.size > 1 else None,
+        accumulate=config.accumulate_grad,
     )
     log.info("%s, augmentation on %s", state.precision.describe(), "the device" if on_device else "the CPU workers")
     trainer.register_hooks(training_hooks(config, run, state, world, device, start))
@@ -122,6 +124,10 @@ def build_training(config: TrainConfig, device: torch.device, world: World | Non
     if config.pretrained is not None:
         loaded = load_torchvision_detector(model, config.pretrained, data.category_ids if data.kind == "coco" else None)
         log.info("started from %s: %s", config.pretrained, loaded)
+    if config.init_from is not None:
+        load_modules(model, config.init_from, config.init_modules)
+    if config.freeze:
+        freeze_modules(model, config.freeze)
     model = model.to(device, memory_format=precision.memory_format)
     loss_options = {}
     images_per_normalizer = recipe(config.recipe).images_per_normalizer
@@ -164,7 +170,8 @@ def build_loader(config: TrainConfig, state: TrainingState, world: World, start:
     else:
         transform = training_transform(augmentation, size, normalization(normalization_name(config)))
         dataset = DetectionDataset(state.data, transform, train=True, seed=config.seed, augmentation=augmentation)
-    batches = IterationBatchSampler(len(dataset), config.batch_size, config.seed, config.max_iter, start)
+    step_images = config.batch_size * config.accumulate_grad  # the trainer splits a step's batch into its passes
+    batches = IterationBatchSampler(len(dataset), step_images, config.seed, config.max_iter, start)
     return make_loader(dataset, RankSlice(batches, world.rank, world.size), num_workers=config.num_workers)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 
@@ -38,8 +39,11 @@ class Trainer:
     ``forward`` is what runs the images (the model itself, compiled, or in DistributedDataParallel).
     ``prepare(batch)`` turns what the loader yields into (images on the device, targets on the device);
     ``lr_at(iteration)`` is the learning rate of an iteration, set before its step, so the schedule follows the
-    iteration count whatever the loss scaler skips. After each step, ``iter`` is the number of iterations done
-    and ``losses`` holds the step's terms (detached tensors; of the global batch under several processes).
+    iteration count whatever the loss scaler skips. With ``accumulate`` > 1 a loader batch is split into that many
+    passes, each backpropagating its loss / ``accumulate``, and the optimizer steps once on their summed gradients
+    (Caffe's ``iter_size``). After each step, ``iter`` is the number of iterations done and ``losses`` holds the
+    step's terms, losses averaged and counts summed over its passes (detached tensors; of the global batch under
+    several processes).
     """
 
     def __init__(
@@ -58,12 +62,14 @@ class Trainer:
         autocast_dtype: torch.dtype | None = None,
         clip_grad_norm: float | None = None,
         global_terms: Callable[[dict], dict] | None = None,
+        accumulate: int = 1,
     ) -> None:
         self.model, self.criterion, self.optimizer, self.lr_at, self.scaler = model, criterion, optimizer, lr_at, scaler
         self.loader, self.prepare = loader, prepare
         self.forward = forward if forward is not None else model
         self.autocast_dtype, self.clip_grad_norm = autocast_dtype, clip_grad_norm
         self.global_terms = global_terms  # under several processes: this rank's terms -> the global batch's
+        self.accumulate = accumulate
         self.device = next(model.parameters()).device
         self.start_iter, self.iter, self.max_iter = start_iter, start_iter, max_iter
         self.losses: dict[str, torch.Tensor] = {}
@@ -95,25 +101,40 @@ class Trainer:
 
     def run_step(self) -> None:
         images, targets = self.prepare(next(self._data))
+        if len(images) % self.accumulate:
+            raise ValueError(f"a batch of {len(images)} images does not split into {self.accumulate} equal passes")
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.iter)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            outputs = self.forward(images)
-        losses = self.criterion(outputs, self.model, targets)
-        loss = total_loss(losses)
-        if not torch.isfinite(loss):
-            terms = ", ".join(f"{k}={v.item()}" for k, v in losses.items() if k.startswith("loss_"))
-            raise TrainingDiverged(f"non-finite loss at iteration {self.iter + 1} ({terms})")
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        size = len(images) // self.accumulate
+        step_losses: dict[str, torch.Tensor] = {}
+        for start in range(0, len(images), size):
+            last = start + size == len(images)
+            losses = self._forward_backward(images[start : start + size], targets[start : start + size], last)
+            for key, value in losses.items():  # loss terms averaged over the passes, counts (num_pos) summed
+                share = value.detach() / self.accumulate if key.startswith("loss_") else value.detach()
+                step_losses[key] = step_losses.get(key, 0) + share
         if self.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        losses = {key: value.detach() for key, value in losses.items()}  # hooks read them when they log
-        self.losses = self.global_terms(losses) if self.global_terms else losses
+        self.losses = self.global_terms(step_losses) if self.global_terms else step_losses  # hooks log them
         self.batch_images = len(images)
+
+    def _forward_backward(self, images, targets, last: bool) -> dict[str, torch.Tensor]:
+        """One pass: its loss terms, its gradient (/ ``accumulate``) added; DDP averages over ranks on the last only."""
+        sync = contextlib.nullcontext() if last or not hasattr(self.forward, "no_sync") else self.forward.no_sync()
+        with sync:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                outputs = self.forward(images)
+            losses = self.criterion(outputs, self.model, targets)
+            loss = total_loss(losses)
+            if not torch.isfinite(loss):
+                terms = ", ".join(f"{k}={v.item()}" for k, v in losses.items() if k.startswith("loss_"))
+                raise TrainingDiverged(f"non-finite loss at iteration {self.iter + 1} ({terms})")
+            self.scaler.scale(loss / self.accumulate).backward()
+        return losses
 
 
 __all__ = ["HookBase", "Trainer", "TrainingDiverged"]

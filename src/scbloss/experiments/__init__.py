@@ -7,7 +7,17 @@ that several tables use is trained once. :mod:`.specs` reads the tables, :mod:`.
 package imports torch: the workflow parses with it.
 """
 
-from .matrix import Run, eval_splits, figure_entries, metrics_path, row_run, runs_for_tables, show_matching_entries
+from .matrix import (
+    Run,
+    earlier_stage,
+    eval_splits,
+    figure_entries,
+    metrics_path,
+    row_run,
+    runs_for_tables,
+    show_matching_entries,
+    with_earlier_stages,
+)
 from .planning import gpu_hours, gpus_per_run, plan, training_rate
 from .run_config import checked_train_config, dataset_entry, dataset_layout, test_split, train_config, train_split
 from .specs import TableSpecError, comparison_specs, load_table_spec, table_specs
@@ -19,6 +29,7 @@ __all__ = [
     "comparison_specs",
     "dataset_entry",
     "dataset_layout",
+    "earlier_stage",
     "eval_splits",
     "figure_entries",
     "gpu_hours",
@@ -33,5 +44,6 @@ __all__ = [
     "test_split",
     "train_config",
     "train_split",
+    "with_earlier_stages",
     "training_rate",
 ]

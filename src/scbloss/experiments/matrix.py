@@ -45,6 +45,27 @@ def runs_for_tables(specs: list[dict], seeds: int) -> list[Run]:
     return sorted({row_run(spec, row, seed) for spec in specs for row in spec["rows"] for seed in range(seeds)})
 
 
+def earlier_stage(config: dict, run: Run) -> Run | None:
+    """The run whose final model ``run`` starts from when the config trains its model in stages (``train.stages``:
+    DSSD after SSD on ResNet-101): the same dataset, weighting, variant, seed and recipe; None otherwise."""
+    stage = config["train"].get("stages", {}).get(run.model)
+    if stage is None:
+        return None
+    return Run(run.dataset, stage["after"], run.weighting, run.variant, run.seed, run.recipe)
+
+
+def with_earlier_stages(config: dict, runs) -> list[Run]:
+    """``runs`` and every earlier stage they start from, in a stable order."""
+    found = set(runs)
+    pending = list(runs)
+    while pending:
+        earlier = earlier_stage(config, pending.pop())
+        if earlier is not None and earlier not in found:
+            found.add(earlier)
+            pending.append(earlier)
+    return sorted(found)
+
+
 def eval_splits(specs: list[dict], run: Run) -> list[str]:
     """The evaluation splits a run is needed on (a VOC run on 'test', a COCO run on 'val', ...)."""
     return sorted({spec["split"] for spec in specs for row in spec["rows"] if row_run(spec, row) == run.setting})

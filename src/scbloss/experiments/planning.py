@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import detectors
-from .matrix import Run, runs_for_tables
+from .matrix import Run, runs_for_tables, with_earlier_stages
 from .run_config import train_config
 from .specs import table_specs
 
@@ -28,27 +28,36 @@ def gpu_hours(config: dict, run: Run) -> float:
     the same on N GPUs when they scale linearly (each takes batch / N images of every step)."""
     values = train_config(config, run)
     rate = training_rate(config, run.model)
-    return values["max_iter"] * values["batch_size"] / rate / 3600 if rate else float("nan")
+    images = values["max_iter"] * values["batch_size"] * values.get("accumulate_grad", 1)
+    return images / rate / 3600 if rate else float("nan")
 
 
 def plan(config: dict) -> str:
-    """What the config will run: per table, its runs (new and shared) and their estimated GPU-hours."""
+    """What the config will run: per table, its runs (new and shared, with the earlier stages they start from) and
+    their estimated GPU-hours; runs of a detector without a measured rate are counted apart, not guessed."""
     specs = table_specs(config)
     seeds = int(config["seeds"])
     lines, seen = [], set()
     total_hours = 0.0
+
+    def known(hours: list[float]) -> str:
+        unknown = sum(h != h for h in hours)  # NaN: no rate for the run's detector
+        text = f"{sum(h for h in hours if h == h):.1f} GPU-h"
+        return text + (f" (+ {unknown} run(s) without a measured rate)" if unknown else "")
+
     for spec in specs:
-        runs = runs_for_tables([spec], seeds)
+        runs = with_earlier_stages(config, runs_for_tables([spec], seeds))
         new = [r for r in runs if r not in seen]
         seen.update(runs)
-        hours = sum(gpu_hours(config, r) for r in new)
-        total_hours += hours
-        lines.append(f"{spec['id']}: {len(runs)} runs ({len(new)} new), {hours:.1f} GPU-h for the new ones")
+        hours = [gpu_hours(config, r) for r in new]
+        total_hours += sum(h for h in hours if h == h)
+        lines.append(f"{spec['id']}: {len(runs)} runs ({len(new)} new), {known(hours)} for the new ones")
     rates = {model: training_rate(config, model) for model in sorted({run.model for run in seen})}
     gpus = gpus_per_run(config)
-    longest = max((gpu_hours(config, run) for run in seen), default=0.0) / gpus
+    every = [gpu_hours(config, run) for run in seen]
+    longest = max((h for h in every if h == h), default=0.0) / gpus
     lines.append(
-        f"total: {len(seen)} training runs, {total_hours:.1f} GPU-h of training (GPUs x hours); with {gpus} "
+        f"total: {len(seen)} training runs, {known(every)} of training (GPUs x hours); with {gpus} "
         f"GPU(s) per run the longest run takes {longest:.1f} h"
     )
     lines.append(

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import paths
 from ..data.prepare import dataset_dir
 from ..data.registry import dataset_spec, kind_of
 from ..recipes import RECIPES
@@ -90,7 +91,8 @@ def _composed(config: dict, run: Run) -> dict:
 
 def train_config(config: dict, run: Run) -> dict:
     """A run's training config: defaults, then the dataset's values, then the model's overrides, then its recipe's
-    values (``train.recipes.<recipe>``: ``all``, then the dataset's), then the run."""
+    values (``train.recipes.<recipe>``: ``all``, then the dataset's), then the run, and the final model of the run
+    it starts from when its model trains in stages (``train.stages``)."""
     values = _composed(config, run)
     recipe = run_recipe(config, run)
     declared = config["train"].get("recipes", {})
@@ -110,6 +112,12 @@ def train_config(config: dict, run: Run) -> dict:
     )
     if run.variant:
         values["variant"] = run.variant
+    from .matrix import earlier_stage
+
+    earlier = earlier_stage(config, run)
+    if earlier is not None:  # its final model, where the rule `train` writes it
+        values["init_from"] = paths.run_file(f"{config['results']}/runs", earlier.id, paths.FINAL_MODEL)
+        values["init_modules"] = list(config["train"]["stages"][run.model]["modules"])
     return values
 
 

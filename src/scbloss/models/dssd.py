@@ -70,35 +70,54 @@ class PredictionModule(nn.Module):
 class DSSD(SingleShotDetector):
     """ResNet-101 + SSD extras + deconvolution modules + prediction modules + SSD heads."""
 
+    deconvolution = True  # False: the heads see the SSD maps themselves (ResNetSSD, DSSD's first stage)
+
     def __init__(self, layout: PriorLayout, num_classes: int, width: float = 1.0, batch_norm: bool = True) -> None:
         super().__init__(layout, num_classes)
         spec = self.recipe({321: _EXTRAS_321, 513: _EXTRAS_513}, levels_before=2)  # conv3_x and conv5_x first
         self.trunk = ResNetTrunk(width)  # ResNet has BatchNorm throughout; batch_norm is accepted for symmetry
         self.extras = build_extras(self.trunk.layer4_channels, spec, width)
         ssd_channels = [self.trunk.layer2_channels, self.trunk.layer4_channels] + [scaled(s[1], width) for s in spec]
-        channels = scaled(512, width)
-        # deconv[i] builds level i from level i+1 (already deconvolved) and the SSD map of level i
-        self.deconv = nn.ModuleList(
-            DeconvolutionModule(ssd_channels[-1] if i == len(ssd_channels) - 2 else channels, ssd_channels[i], channels)
-            for i in range(len(ssd_channels) - 1)
-        )
-        self.predict = nn.ModuleList(
-            PredictionModule(channels if i < len(ssd_channels) - 1 else ssd_channels[-1], width)
-            for i in range(len(ssd_channels))
-        )
+        if self.deconvolution:
+            channels = scaled(512, width)
+            # deconv[i] builds level i from level i+1 (already deconvolved) and the SSD map of level i
+            self.deconv = nn.ModuleList(
+                DeconvolutionModule(
+                    ssd_channels[-1] if i == len(ssd_channels) - 2 else channels, ssd_channels[i], channels
+                )
+                for i in range(len(ssd_channels) - 1)
+            )
+            predicted = [channels] * (len(ssd_channels) - 1) + [ssd_channels[-1]]
+        else:
+            self.deconv = nn.ModuleList()
+            predicted = ssd_channels
+        self.predict = nn.ModuleList(PredictionModule(c, width) for c in predicted)
         self.head = SSDHead([p.out_channels for p in self.predict], layout.priors_per_location(), num_classes)
         xavier_init(self.deconv, self.predict)
 
-    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def ssd_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         stride8, x = self.trunk(images)
-        ssd_maps = [stride8, x]
+        maps = [stride8, x]
         for block in self.extras:
             x = block(x)
-            ssd_maps.append(x)
+            maps.append(x)
+        return maps
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        ssd_maps = self.ssd_maps(images)
+        if not self.deconvolution:
+            return [module(m) for module, m in zip(self.predict, ssd_maps)]
         maps = [ssd_maps[-1]]  # the deepest map is predicted on as it is
         for level in range(len(ssd_maps) - 2, -1, -1):
             maps.insert(0, self.deconv[level](maps[0], ssd_maps[level]))
         return [module(m) for module, m in zip(self.predict, maps)]
 
 
-__all__ = ["DSSD", "DeconvolutionModule", "PredictionModule"]
+class ResNetSSD(DSSD):
+    """DSSD's first stage, SSD on ResNet-101 (DSSD paper Sec. 3.1; Caffe DSSD ``ssd_coco_resnet_513.py``): the
+    trunk and extras a DSSD run then starts from and freezes, with prediction modules and heads on the SSD maps."""
+
+    deconvolution = False
+
+
+__all__ = ["DSSD", "DeconvolutionModule", "PredictionModule", "ResNetSSD"]
