@@ -1,5 +1,6 @@
-"""The device augmentation path (decode + roi_align crop/zoom/resize + photometric on the training device) against
-torchvision's v2 pipeline, on CPU tensors: same draws, same boxes, nearly the same pixels, same distributions."""
+"""The device augmentation path (decode + photometric + zoom-out/crop + the drawn resize on the training device)
+against torchvision's v2 pipeline, on CPU tensors: same draws, same boxes, nearly the same pixels, same
+distributions."""
 
 import numpy as np
 import pytest
@@ -37,9 +38,9 @@ def _target(height=375, width=500, boxes=BOXES):
 
 @pytest.mark.parametrize("seed", range(12))
 def test_same_draws_give_the_same_boxes_and_nearly_the_same_image(jpeg, seed):
-    """Tolerances, in [0, 1] pixel units: mean |difference| <= 0.01, 99th percentile <= 0.03, any pixel <= 0.1 (60
-    seeds measured: worst 0.0077, 0.024, 0.080: the resize filters differ most at 5x downscaling inside a zoom-out
-    canvas); boxes within 1e-4 (they are equal)."""
+    """Tolerances, in [0, 1] pixel units: mean |difference| <= 0.01, 99th percentile <= 0.02, any pixel <= 0.05 (60
+    seeds measured: worst 0.0078, 0.012, 0.024: both paths resize by the same drawn interpolation and round to 0-255
+    levels, the CPU pipeline rounds after each photometric step too); boxes within 1e-4 (they are equal)."""
     pixels = pil_to_tensor(Image.open(jpeg).convert("RGB"))
     torch.manual_seed(seed)
     reference, expected = train_transform(300)(tv_tensors.Image(pixels), _target())
@@ -51,7 +52,7 @@ def test_same_draws_give_the_same_boxes_and_nearly_the_same_image(jpeg, seed):
         target["labels"], expected["labels"]
     )
     difference = (image - reference).abs() * torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    assert difference.mean() <= 0.01 and difference.quantile(0.99) <= 0.03 and difference.max() <= 0.1
+    assert difference.mean() <= 0.01 and difference.quantile(0.99) <= 0.02 and difference.max() <= 0.05
 
 
 @pytest.mark.slow

@@ -6,6 +6,9 @@ import re
 import pytest
 import yaml
 
+from scbloss import detectors, recipes
+from scbloss.data.registry import dataset_spec
+
 from conftest import REPO, run_snakemake
 
 KEYS = ("pretrained_backbone", "batch_size", "lr", "warmup_iters", "max_iter", "lr_steps")  # every card lists them
@@ -24,6 +27,16 @@ def _resolved(values: dict) -> dict:
     resolved = {key: values.get(key, 0 if key == "warmup_iters" else None) for key in KEYS}
     resolved.update({key: values[key] for key, default in OPTIONAL.items() if values.get(key, default) != default})
     return resolved
+
+
+def _derived(values: dict) -> dict:
+    """What the code derives from a run's model, recipe and dataset family (scbloss.recipes): its augmentation and
+    the init of its new layers, where they are not the recipe's own (a card lists them only there)."""
+    settings, spec = recipes.recipe(values["recipe"]), detectors.get(values["model"])
+    family = dataset_spec(values["dataset"]["kind"]).prior_family
+    derived = {"augmentation": settings.augmentation_for(spec, family), "init": settings.init_for(spec, family)}
+    defaults = {"augmentation": settings.augmentation, "init": None}
+    return {key: value for key, value in derived.items() if value != defaults[key]}
 
 
 @pytest.mark.slow
@@ -47,7 +60,7 @@ def test_every_paper_run_trains_the_recipe_of_its_card(tmp_path):
         family = values["dataset"]["kind"]
         card = cards[values["model"], values["recipe"]].get(family)
         assert card is not None, f"{run}: docs/recipes.md has no {family} card for {values['model']}"
-        assert _resolved(values) == card, (run, _resolved(values), card)
+        assert {**_resolved(values), **_derived(values)} == card, (run, _resolved(values), _derived(values), card)
         checked.add((values["model"], values["recipe"], family))
         if values["model"].startswith("dssd"):  # stage 2 starts from the stage-1 run of its own row
             first = re.sub(r"^(\w+)-dssd(\d+)-", r"\1-ssd\2_resnet-", run)
@@ -67,7 +80,8 @@ def test_a_row_choosing_the_other_recipe_trains_that_recipes_card():
     for (model, recipe), card in _cards().items():
         for family, expected in card.items():
             values = checked_train_config(config, Run(family, model, "scb", recipe=recipe))
-            assert values["recipe"] == recipe and _resolved(values) == expected, (model, recipe, family)
+            resolved = {**_resolved(values), **_derived(values)}
+            assert values["recipe"] == recipe and resolved == expected, (model, recipe, family)
 
 
 def test_the_authors_schedule_is_their_epochs_in_iterations_of_64_images():

@@ -48,7 +48,8 @@ def test_boxes_follow_the_pixels(name, seed):
     if len(target["boxes"]) == 0:
         pytest.skip("the crop left the object out")  # SanitizeBoundingBoxes dropped it together with its label
     box = target["boxes"][0].tolist()
-    # Antialiased resizing blurs an edge over about one source pixel, which the crop may upscale by up to 3.4x.
+    # The drawn resize moves an edge by up to about one source pixel (nearest's half-pixel shift, cubic's
+    # overshoot, the antialiased resize's blur), which the crop may upscale by up to 3.4x.
     tolerance = 3.5 if name == "whole_pipeline" else 1.5
     assert _white_extent(image) == pytest.approx(box, abs=tolerance)
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .detection.layout import PriorLayout
 from .detection.test_settings import TestSettings
+
+if TYPE_CHECKING:
+    from .detectors.registry import DetectorSpec, Reference
 
 
 @dataclass(frozen=True)
@@ -20,12 +24,17 @@ class Recipe:
     name: str
     summary: str
     prior_generator: str  # scbloss.detection.layout.PriorLayout.generator
-    augmentation: str  # "ssd": torchvision's v2 SSD pipeline (data/transforms.py); "authors": data/authors_augment.py
+    # "ssd": torchvision's v2 SSD pipeline (data/transforms.py); "authors": data/authors_augment.py; "pytorchssd":
+    # PytorchSSD's order (data/pytorchssd_augment.py). With detector_scripts, the default a detector may override.
+    augmentation: str
     normalization: str  # the input normalisation of a run that starts from scratch (data/transforms.py)
     test: TestSettings | None  # how its code tests; None: as each detector's own scripts do (DetectorSpec.test)
     # None: the loss divides by the batch's positives (SSD); n: by each n images' own (mmdetection's per GPU)
     images_per_normalizer: int | None = None
     models: tuple[str, ...] | None = None  # the detectors it exists for (None: every one)
+    # True: where a detector's own scripts train otherwise, by dataset family, the detector's augmentation and init
+    # (DetectorSpec.augmentation, DetectorSpec.init), as ``test=None`` takes its DetectorSpec.test
+    detector_scripts: bool = False
 
     def layout(self, layout: PriorLayout) -> PriorLayout:
         """A detector's prior sizes, turned into boxes as this recipe's code does."""
@@ -35,6 +44,17 @@ class Recipe:
 
     def test_settings(self, detector_test: TestSettings) -> TestSettings:
         return self.test or detector_test
+
+    def augmentation_for(self, detector: DetectorSpec, family: str) -> str:
+        """The training augmentation of ``detector`` on a dataset family ('voc', 'coco') by this recipe."""
+        if self.detector_scripts:
+            return detector.augmentation.get(family, self.augmentation)
+        return self.augmentation
+
+    def init_for(self, detector: DetectorSpec, family: str) -> Reference | None:
+        """What initialises a newly built ``detector`` for a dataset family by this recipe, before any pretrained
+        weights load: a callable(model) reference, or None for the network's own init."""
+        return detector.init.get(family) if self.detector_scripts else None
 
     def check_model(self, model: str) -> str | None:
         """Why ``model`` cannot train by this recipe; None when it can."""
@@ -51,6 +71,7 @@ RECIPES = {
         augmentation="ssd",
         normalization="imagenet",
         test=None,
+        detector_scripts=True,
     ),
     "authors": Recipe(
         name="authors",
@@ -75,4 +96,11 @@ def recipe(name: str) -> Recipe:
         raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}") from None
 
 
-__all__ = ["RECIPES", "Recipe", "recipe"]
+def training_augmentation(recipe_name: str, model: str, family: str) -> str:
+    """The augmentation a run of ``model`` trains by on a dataset family ('voc', 'coco') by the named recipe."""
+    from . import detectors
+
+    return recipe(recipe_name).augmentation_for(detectors.get(model), family)
+
+
+__all__ = ["RECIPES", "Recipe", "recipe", "training_augmentation"]

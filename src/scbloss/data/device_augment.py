@@ -1,18 +1,20 @@
-"""SSD's training augmentation in two halves: parameters in the loader's workers, pixels on the training device.
+"""The training augmentations in two halves: parameters in the loader's workers, pixels on the training device.
 
 The workers only read each image's file bytes and draw the augmentation's random parameters, by running the
-very transforms of :func:`~scbloss.data.transforms.train_transform` on a shape-only ("meta") image: they consume
-the random-number generator exactly as the CPU pipeline does and transform the real boxes, so for a given (seed,
-epoch, index) both paths draw the same parameters and produce the same boxes (the min-IoU crop's trial loop
+very transforms of the CPU pipeline (:func:`~scbloss.data.transforms.train_transform`, SSD's order; or
+:func:`~scbloss.data.pytorchssd_augment.pytorchssd_transform`, PytorchSSD's) on a shape-only ("meta") image: they
+consume the random-number generator exactly as the CPU pipeline does and transform the real boxes, so for a given
+(seed, epoch, index) both paths draw the same parameters and produce the same boxes (the min-IoU crop's trial loop
 is torchvision's arithmetic redone in NumPy, :func:`iou_crop_params`: equal to the bit, five times cheaper).
-The device then decodes the batch (``torchvision.io.decode_jpeg``, on the GPU when training there), applies the
-photometric distortion per image with torchvision's own kernels, and does zoom-out + min-IoU crop + resize of
-every image in one ``roi_align``: the image minus the fill colour is sampled over the output's field, so the
-zoom-out canvas becomes zero padding.
+The device then decodes the batch (``torchvision.io.decode_jpeg``, on the GPU when training there) and, image by
+image, applies the photometric distortion with torchvision's own kernels (to the whole image in SSD's order, to
+the crop in PytorchSSD's), cuts the drawn field out of the image with the fill colour where it reaches beyond
+(zoom-out / expand), and resizes it by the drawn interpolation with the CPU pipeline's own function
+(:func:`~scbloss.data.transforms.resize_pixels`), flipping after the resize (SSD) or before it (PytorchSSD).
 
-Differences to the CPU pipeline (listed in docs/conventions.md): the device works in float where the CPU pipeline rounds
-to uint8 after each photometric step; the resize is roi_align's averaging of bilinear samples instead of an
-antialiased bilinear filter; libjpeg-turbo (or nvJPEG) decodes instead of PIL.
+Differences to the CPU pipeline (listed in docs/conventions.md): the device works in float where the CPU pipeline
+rounds to uint8 after each photometric step (both round the resized image to 0-255 levels, as OpenCV does);
+libjpeg-turbo (or nvJPEG) decodes instead of PIL.
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ import numpy as np
 import torch
 import torchvision
 from torchvision import tv_tensors
-from torchvision.ops import roi_align
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from .authors_augment import AuthorsDraws, apply_authors_batch
+from .pytorchssd_augment import PytorchSSDDraws, pytorchssd_transform
 from .records import DatasetError, size_mismatch, undecodable
-from .transforms import fill_colour, normalization, train_transform
+from .transforms import RandomInterpolationResize, fill_colour, normalization, resize_pixels, train_transform
 
 _JPEG_MAGIC = b"\xff\xd8"
 
@@ -40,8 +42,9 @@ class DrawnAugmentation:
     """One sample's random draws: what the device applies to its pixels."""
 
     photometric: dict  # RandomPhotometricDistort's parameters (factors are None where the step is not applied)
-    field: tuple[float, float, float, float]  # the output's field (x0, y0, x1, y1) in original image pixels
+    field: tuple[int, int, int, int]  # the output's field (x0, y0, x1, y1) in original image pixels, exclusive edges
     flip: bool
+    interpolation: str = "linear"  # the resize's, a name of scbloss.data.transforms.TORCH_INTERPOLATION
 
 
 @dataclass
@@ -52,7 +55,7 @@ class RawSample:
     file: str
     height: int
     width: int
-    drawn: DrawnAugmentation | AuthorsDraws
+    drawn: DrawnAugmentation | PytorchSSDDraws | AuthorsDraws
 
 
 def iou_crop_params(step: v2.RandomIoUCrop, flat_inputs: list) -> dict:
@@ -101,15 +104,27 @@ def iou_crop_params(step: v2.RandomIoUCrop, flat_inputs: list) -> dict:
 
 
 class ParameterDrawer:
-    """Runs ``train_transform(size)`` on a meta image (shape only) and real boxes, recording what it drew."""
+    """Runs a recipe's CPU pipeline (``augmentation`` "ssd": :func:`train_transform`, "pytorchssd":
+    :func:`pytorchssd_transform`) at ``size`` on a meta image (shape only) and real boxes, recording what it drew."""
 
-    RANDOM = (v2.RandomPhotometricDistort, v2.RandomZoomOut, v2.RandomIoUCrop, v2.RandomHorizontalFlip)
-    FIXED = (v2.SanitizeBoundingBoxes, v2.Resize, v2.ToDtype, v2.Normalize)  # the device's resize and normalize
+    RANDOM = (
+        v2.RandomPhotometricDistort,
+        v2.RandomZoomOut,
+        v2.RandomIoUCrop,
+        v2.RandomHorizontalFlip,
+        RandomInterpolationResize,
+    )
+    FIXED = (v2.SanitizeBoundingBoxes, v2.ToDtype, v2.Normalize)  # the device's normalize
 
-    def __init__(self, size: int) -> None:
-        self.transform = train_transform(size)
+    def __init__(self, size: int, augmentation: str = "ssd") -> None:
+        pipelines = {"ssd": train_transform, "pytorchssd": pytorchssd_transform}
+        if augmentation not in pipelines:
+            raise ValueError(f"no device augmentation {augmentation!r}; choose one of {', '.join(pipelines)}")
+        self.augmentation = augmentation
+        self.transform = pipelines[augmentation](size)
         self._drawn: dict[str, dict] = {}
-        for step in self.transform.transforms:
+        fallback = getattr(self.transform, "fallback", None)
+        for step in [*self.transform.transforms, *(fallback.transforms if fallback is not None else ())]:
             if not isinstance(step, self.RANDOM + self.FIXED):
                 raise ValueError(
                     f"the device augmentation cannot apply {type(step).__name__}: add it to data/device_augment.py "
@@ -120,7 +135,8 @@ class ParameterDrawer:
                     "RandomIoUCrop", lambda inputs, step=step: iou_crop_params(step, inputs)
                 )
             elif isinstance(step, self.RANDOM):
-                step.make_params = self._recording(type(step).__name__, step.make_params)
+                name = next(kind.__name__ for kind in self.RANDOM if isinstance(step, kind))  # PytorchSSDExpand too
+                step.make_params = self._recording(name, step.make_params)
             if isinstance(step, v2.RandomPhotometricDistort):  # its pixels are the device's job
                 step.transform = lambda inpt, params: inpt
 
@@ -134,26 +150,44 @@ class ParameterDrawer:
 
     @property
     def last_draws(self) -> dict[str, dict]:
-        """The parameters each random step drew in the last call, by step name (absent: not applied)."""
+        """The parameters each random step drew in the last call, by step name (absent: not applied; PytorchSSD's
+        fallback resize replaces the augmented one's draw)."""
         return dict(self._drawn)
 
-    def __call__(self, height: int, width: int, target: dict) -> tuple[DrawnAugmentation, dict]:
+    def __call__(self, height: int, width: int, target: dict) -> tuple[DrawnAugmentation | PytorchSSDDraws, dict]:
         """Draw for one image (under the caller's seeded generator); returns the draws and the transformed target."""
         self._drawn = {}
         meta = tv_tensors.Image(torch.empty(3, height, width, dtype=torch.uint8, device="meta"))
         _, target = self.transform(meta, target)
         drawn = self._drawn
-        left, top = 0.0, 0.0
-        canvas_w, canvas_h = float(width), float(height)
+        interpolation = drawn["RandomInterpolationResize"]["interpolation"]
+        if self.augmentation == "pytorchssd":
+            return self._pytorchssd(drawn, height, width, interpolation), target
+        left, top = 0, 0
+        canvas_w, canvas_h = width, height
         if "RandomZoomOut" in drawn:
             pad_left, pad_top, pad_right, pad_bottom = drawn["RandomZoomOut"]["padding"]
-            left, top = float(pad_left), float(pad_top)
+            left, top = pad_left, pad_top
             canvas_w, canvas_h = width + pad_left + pad_right, height + pad_top + pad_bottom
         crop = drawn.get("RandomIoUCrop") or {}
-        x0, y0 = (crop["left"], crop["top"]) if crop else (0.0, 0.0)
+        x0, y0 = (crop["left"], crop["top"]) if crop else (0, 0)
         w, h = (crop["width"], crop["height"]) if crop else (canvas_w, canvas_h)
         field = (x0 - left, y0 - top, x0 - left + w, y0 - top + h)
-        return DrawnAugmentation(drawn["RandomPhotometricDistort"], field, "RandomHorizontalFlip" in drawn), target
+        flip = "RandomHorizontalFlip" in drawn
+        return DrawnAugmentation(drawn["RandomPhotometricDistort"], field, flip, interpolation), target
+
+    def _pytorchssd(self, drawn: dict, height: int, width: int, interpolation: str) -> PytorchSSDDraws:
+        if self.transform.fell_back:  # the original image, only resized
+            return PytorchSSDDraws(None, (0, 0, width, height), (0, 0, 0, 0), False, interpolation)
+        crop = drawn.get("RandomIoUCrop") or {}
+        box = (
+            (crop["left"], crop["top"], crop["left"] + crop["width"], crop["top"] + crop["height"])
+            if crop
+            else (0, 0, width, height)
+        )
+        padding = tuple(drawn["RandomZoomOut"]["padding"]) if "RandomZoomOut" in drawn else (0, 0, 0, 0)
+        flip = "RandomHorizontalFlip" in drawn
+        return PytorchSSDDraws(drawn["RandomPhotometricDistort"], box, padding, flip, interpolation)
 
 
 def _decode(samples: list[RawSample], device: torch.device) -> list[torch.Tensor]:
@@ -206,6 +240,40 @@ def photometric(image: torch.Tensor, params: dict) -> torch.Tensor:
     return image
 
 
+def _field(pixels: torch.Tensor, field: tuple[int, int, int, int], fill: torch.Tensor) -> torch.Tensor:
+    """The part (x0, y0, x1, y1) of an image [3, H, W] (exclusive edges, possibly beyond it), the fill outside it."""
+    x0, y0, x1, y1 = (int(v) for v in field)
+    height, width = pixels.shape[-2:]
+    if (x0, y0, x1, y1) == (0, 0, width, height):
+        return pixels
+    out = fill.expand(3, y1 - y0, x1 - x0).clone()
+    left, top, right, bottom = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if right > left and bottom > top:
+        out[:, top - y0 : bottom - y0, left - x0 : right - x0] = pixels[:, top:bottom, left:right]
+    return out
+
+
+def augment_one(image: torch.Tensor, drawn: DrawnAugmentation | PytorchSSDDraws, size: int, fill: torch.Tensor):
+    """One decoded uint8 image [3, H, W] through its draws: float [3, size, size] in [0, 1] (``fill`` [3, 1, 1] the
+    zoom-out / expand colour in [0, 1])."""
+    pixels = image.float() / 255
+    if isinstance(drawn, PytorchSSDDraws):  # crop, distort the crop, expand, flip, resize
+        x0, y0, x1, y1 = drawn.crop
+        pixels = pixels[:, y0:y1, x0:x1]
+        if drawn.photometric is not None:
+            pixels = photometric(pixels, drawn.photometric)
+        left, top, right, bottom = drawn.padding
+        pixels = _field(pixels, (-left, -top, x1 - x0 + right, y1 - y0 + bottom), fill)
+        if drawn.flip:
+            pixels = pixels.flip(-1)
+        return resize_pixels(pixels * 255, size, drawn.interpolation) / 255
+    # SSD's: distort the image, zoom out and crop (the field), resize, flip
+    out = resize_pixels(
+        _field(photometric(pixels, drawn.photometric), drawn.field, fill) * 255, size, drawn.interpolation
+    )
+    return (out.flip(-1) if drawn.flip else out) / 255
+
+
 def augment_batch(
     samples: list[RawSample],
     size: int,
@@ -222,22 +290,9 @@ def augment_batch(
         return out.contiguous(memory_format=memory_format)
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in normalize)
     fill = torch.tensor(fill_colour(normalize), device=device, dtype=torch.float32).view(3, 1, 1) / 255
-    height = max(image.shape[1] for image in images)
-    width = max(image.shape[2] for image in images)
-    # A border of fill around every image, so samples just outside it blend with the fill (roi_align would repeat
-    # the edge pixel within one pixel of the border, and return 0 beyond: the fill, after the shift below).
-    canvas = torch.zeros(len(images), 3, height + 2, width + 2, device=device)
-    for index, (image, sample) in enumerate(zip(images, samples)):
-        pixels = photometric(image.float() / 255, sample.drawn.photometric)
-        canvas[index, :, 1 : 1 + image.shape[1], 1 : 1 + image.shape[2]] = pixels - fill  # the fill becomes zero
-    fields = torch.tensor(
-        [[i, *(c + 1 for c in s.drawn.field)] for i, s in enumerate(samples)], dtype=torch.float32, device=device
-    )
-    out = roi_align(canvas, fields, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-    flip = torch.tensor([s.drawn.flip for s in samples], device=device)
-    out = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
-    out = (out + fill - mean) / std
+    out = torch.stack([augment_one(image, sample.drawn, size, fill) for image, sample in zip(images, samples)])
+    out = (out - mean) / std
     return out.contiguous(memory_format=memory_format)
 
 
-__all__ = ["DrawnAugmentation", "ParameterDrawer", "RawSample", "augment_batch", "photometric"]
+__all__ = ["DrawnAugmentation", "ParameterDrawer", "RawSample", "augment_batch", "augment_one", "photometric"]

@@ -28,6 +28,10 @@ def training_transform(augmentation: str, size: int, normalize: tuple) -> Callab
         from .authors_augment import AuthorsTrainTransform
 
         return AuthorsTrainTransform(size, *normalize)
+    if augmentation == "pytorchssd":
+        from .pytorchssd_augment import pytorchssd_transform
+
+        return pytorchssd_transform(size, *normalize)
     return train_transform(size, *normalize)
 
 
@@ -39,7 +43,7 @@ def parameter_drawer(augmentation: str, size: int) -> Callable:
         return AuthorsDrawer(size)
     from .device_augment import ParameterDrawer
 
-    return ParameterDrawer(size)
+    return ParameterDrawer(size, augmentation)
 
 
 def _check_trainable(record) -> None:

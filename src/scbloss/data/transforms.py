@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as nnf
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 # torchvision's ImageNet statistics, matching the VGG16 / ResNet weights the backbones load.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -50,9 +52,65 @@ def too_small_to_train(file, width: int, height: int) -> str | None:
     return f"{file}: image is {width}x{height}, smaller than the {MIN_TRAIN_SIDE}-pixel side the training crops need"
 
 
+# The OpenCV interpolations a source's training resize draws from, one per image with equal probabilities, none of
+# them antialiasing. Caffe SSD and the Caffe FSSD, DSSD and RefineDet scripts built on it: the train data layer's
+# resize_param (lzx1413/CAFFE_SSD@fssd examples/ssd/ssd_pascal.py L183-188; the same five in fssd_*.py, in
+# chengyangfu/caffe@dssd's and sfzhang15/RefineDet's scripts), drawn by src/caffe/util/im_transforms.cpp L360-384.
+# PytorchSSD: data/data_augment.py L160-162.
+CAFFE_INTERPOLATIONS = ("linear", "area", "nearest", "cubic", "lanczos4")
+PYTORCHSSD_INTERPOLATIONS = ("linear", "cubic", "area", "nearest", "lanczos4")
+# Each as torch.nn.functional.interpolate resizes it. torch has no Lanczos kernel for tensors, so LANCZOS4 resizes
+# bicubically (torch's cubic is OpenCV's, a = -0.75) on both augmentation paths alike: the draw stays the source's,
+# and the device path replays the CPU path's pixels. "area" is torch's adaptive average (whole-pixel bins).
+TORCH_INTERPOLATION = {
+    "linear": "bilinear",
+    "area": "area",
+    "nearest": "nearest",
+    "cubic": "bicubic",
+    "lanczos4": "bicubic",
+}
+
+
+def resize_pixels(image: torch.Tensor, size: int, interpolation: str) -> torch.Tensor:
+    """0-255 pixels [..., C, H, W] (uint8, or float on the 0-255 scale) resized to size x size as OpenCV resizes a
+    uint8 image: by one of :data:`TORCH_INTERPOLATION`'s names, without antialiasing, rounded and saturated to
+    0-255; returned in the input's dtype."""
+    mode = TORCH_INTERPOLATION[interpolation]
+    options = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    x = image.float().reshape(-1, *image.shape[-3:])
+    out = nnf.interpolate(x, size=(size, size), mode=mode, **options).round_().clamp_(0, 255)
+    return out.reshape(*image.shape[:-2], size, size).to(image.dtype)
+
+
+class RandomInterpolationResize(v2.Transform):
+    """Resize to size x size by an interpolation drawn uniformly from ``interpolations`` (names of
+    :data:`TORCH_INTERPOLATION`), per image, without antialiasing (:func:`resize_pixels`)."""
+
+    def __init__(self, size: int, interpolations: tuple[str, ...] = CAFFE_INTERPOLATIONS) -> None:
+        super().__init__()
+        unknown = set(interpolations) - set(TORCH_INTERPOLATION)
+        if unknown or not interpolations:
+            raise ValueError(f"interpolations must be among {', '.join(TORCH_INTERPOLATION)}, got {interpolations}")
+        self.size, self.interpolations = size, tuple(interpolations)
+
+    def make_params(self, flat_inputs: list) -> dict:
+        return {"interpolation": self.interpolations[int(torch.randint(len(self.interpolations), (1,)))]}
+
+    def transform(self, inpt, params: dict):
+        if isinstance(inpt, tv_tensors.Image):
+            if inpt.device.type == "meta":  # the workers' shape-only image (data/device_augment.py)
+                out = torch.empty(*inpt.shape[:-2], self.size, self.size, dtype=inpt.dtype, device="meta")
+            else:
+                out = resize_pixels(inpt.as_subclass(torch.Tensor), self.size, params["interpolation"])
+            return tv_tensors.wrap(out, like=inpt)
+        if isinstance(inpt, tv_tensors.BoundingBoxes):
+            return F.resize(inpt, [self.size, self.size])
+        return inpt
+
+
 def train_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Transform:
     """SSD's augmentation (Sec. 2.2): photometric distortion, zoom-out (x1-4, mean fill, p=0.5), min-IoU crop,
-    resize, flip, normalize."""
+    resize by one of Caffe's five interpolations drawn per image (no antialiasing), flip, normalize."""
     mean_pixel = fill_colour((mean, std))
     return v2.Compose(
         [
@@ -60,7 +118,7 @@ def train_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Trans
             v2.RandomZoomOut(fill={tv_tensors.Image: mean_pixel, "others": 0}, side_range=(1.0, 4.0), p=0.5),
             v2.RandomIoUCrop(),
             v2.SanitizeBoundingBoxes(min_size=1.0),
-            v2.Resize((size, size), antialias=True),
+            RandomInterpolationResize(size, CAFFE_INTERPOLATIONS),
             v2.RandomHorizontalFlip(p=0.5),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean, std),
@@ -83,12 +141,17 @@ def eval_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Transf
 
 
 __all__ = [
+    "CAFFE_INTERPOLATIONS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MIN_TRAIN_SIDE",
+    "PYTORCHSSD_INTERPOLATIONS",
+    "RandomInterpolationResize",
+    "TORCH_INTERPOLATION",
     "eval_transform",
     "fill_colour",
     "normalization",
+    "resize_pixels",
     "too_small_to_train",
     "train_transform",
 ]

@@ -42,6 +42,10 @@ FSSD300 = register(
         },
         backbone_weights=("vgg16_caffe", "vgg16_caffe_mmcv", "vgg16_imagenet1k_v1"),
         summary="FSSD: conv4_3, fc7, conv7_2 fused at 38x38, BatchNorm, new pyramid; 11620 priors (VOC), 8732 (COCO)",
+        # VOC: PytorchSSD's preproc (data/data_augment.py L169-220) and weights_init (train_test.py L149-174); COCO:
+        # Caffe FSSD's, which are SSD's
+        augmentation={"voc": "pytorchssd"},
+        init={"voc": "scbloss.models.fssd:pytorchssd_init"},
     )
 )
 
@@ -55,5 +59,7 @@ FSSD512 = register(
         },
         backbone_weights=("vgg16_caffe", "vgg16_caffe_mmcv", "vgg16_imagenet1k_v1"),
         summary="FSSD at 512 px, 32756 priors (VOC), 24564 (COCO)",
+        augmentation={"voc": "pytorchssd"},  # as FSSD300: PytorchSSD's VOC scripts train both sizes alike
+        init={"voc": "scbloss.models.fssd:pytorchssd_init"},
     )
 )

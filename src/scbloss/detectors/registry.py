@@ -73,6 +73,9 @@ class DetectorSpec:
     beta=, apply_to=[, variant=])`` its training loss; ``backbone_weights`` names the pretrained backbones it can
     start from (see :mod:`.backbones`). ``layouts`` maps a dataset family ('voc', 'coco') to the prior layout of
     that family's recipe; ``throughput`` maps a device key (see ``config: throughput_on``) to a measured rate.
+    ``augmentation`` and ``init`` map a dataset family to what the detector's own scripts do there where it is not
+    SSD's (the original recipe, :meth:`scbloss.recipes.Recipe.augmentation_for` / ``init_for``): an augmentation
+    name (``scbloss.data.loader.training_transform``), and a callable(model) run on the newly built network.
     """
 
     name: str
@@ -84,6 +87,8 @@ class DetectorSpec:
     throughput: Mapping[str, Throughput] = field(default_factory=dict)
     summary: str = ""
     test: TestSettings = SSD_TEST  # how its own scripts test it (the original recipe)
+    augmentation: Mapping[str, str] = field(default_factory=dict)
+    init: Mapping[str, Reference] = field(default_factory=dict)
 
     def layout(self, family: str) -> PriorLayout:
         try:

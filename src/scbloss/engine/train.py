@@ -28,7 +28,7 @@ from ..data.transforms import normalization
 from ..detectors.backbones import backbone_weights
 from ..models import build_criterion, build_model
 from ..models.torchvision_ssd import load_torchvision_detector
-from ..recipes import recipe
+from ..recipes import recipe, training_augmentation
 from .checkpoint import ModelMeta, RunFolder
 from .config import TrainConfig
 from .distributed import World, any_rank, global_normalizer, global_terms, init_distributed, world_from_env
@@ -164,7 +164,7 @@ def build_loader(config: TrainConfig, state: TrainingState, world: World, start:
     """This process's share of the batches of iterations ``start``..``max_iter``: encoded images and drawn
     augmentation parameters when the device augments, augmented images otherwise."""
     size = state.model.layout.image_size
-    augmentation = recipe(config.recipe).augmentation
+    augmentation = training_augmentation(config.recipe, config.model, dataset_spec(config.dataset.kind).prior_family)
     if on_device:
         dataset = EncodedDetectionDataset(state.data, size, seed=config.seed, augmentation=augmentation)
     else:

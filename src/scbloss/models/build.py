@@ -27,13 +27,18 @@ def build_model(
     scbloss.detectors.backbones), read from ``backbone_file`` (a path or URL) when given, else downloaded from
     their URL; ``fc_weights`` is Caffe's reduced fc6/fc7 for a VGG16 backbone (a path or URL in ssd.pytorch's
     vgg16_reducedfc.pth layout; None: the file the weights publish, if any; "xavier": none, Xavier-initialised).
-    ``recipe`` (scbloss.recipes) turns the prior sizes into boxes as that recipe's code does.
+    ``recipe`` (scbloss.recipes) turns the prior sizes into boxes as that recipe's code does, and initialises the
+    new layers as its code does (``Recipe.init_for``).
     """
     spec = detectors.get(name)
     if width <= 0:
         raise ValueError(f"width must be positive, got {width}")
-    layout = recipes.recipe(recipe).layout(spec.layout(dataset))
+    settings = recipes.recipe(recipe)
+    layout = settings.layout(spec.layout(dataset))
     model = detectors.resolve(spec.network)(layout, num_classes, width, batch_norm)
+    init = settings.init_for(spec, dataset)
+    if init is not None:
+        detectors.resolve(init)(model)
     if pretrained_backbone is None:
         if backbone_file or fc_weights:
             raise ValueError(f"{name}: backbone_file and fc_weights need pretrained_backbone (which weights they are)")

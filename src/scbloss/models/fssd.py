@@ -80,4 +80,30 @@ class FSSD(SingleShotDetector):
         return maps
 
 
-__all__ = ["FSSD"]
+def pytorchssd_init(model: FSSD) -> None:
+    """PytorchSSD's ``weights_init`` of FSSD's new layers (lzx1413/PytorchSSD@320fe34 ``train_test.py`` L149-174),
+    on this network's modules. It keys on state-dict names: a weight under a ``conv`` name, which only its
+    BasicConv wrappers give (``ft_module``, ``pyramid_ext``: our ``reduce`` and ``pyramid``), is drawn by
+    ``kaiming_normal`` with ``mode='fan_out'`` (L152-153); a weight under a ``bn`` name is set to 1 (L154-155); every
+    bias is set to 0 (L156-157). Its plain ``nn.Conv2d`` layers (``extras``, ``loc``, ``conf``: our ``conv7`` and
+    heads) keep PyTorch's default init, biases 0. ``fea_bn`` (our ``fusion_bn``), which no ``apply`` reaches,
+    keeps PyTorch's default (weight 1, bias 0); our pyramid's BatchNorm, which PytorchSSD's BasicConv (``bn=False``)
+    lacks, gets what the rule gives a ``bn`` weight and bias: 1 and 0."""
+    for module in (model.reduce, model.pyramid):
+        for conv in module.modules():
+            if isinstance(conv, nn.Conv2d):
+                nn.init.kaiming_normal_(conv.weight, mode="fan_out")
+                if conv.bias is not None:
+                    nn.init.zeros_(conv.bias)
+    for module in (model.conv7, model.head):
+        for conv in module.modules():
+            if isinstance(conv, nn.Conv2d):
+                conv.reset_parameters()
+                nn.init.zeros_(conv.bias)
+    for module in (model.pyramid, model.fusion_bn):
+        for norm in module.modules():
+            if isinstance(norm, nn.BatchNorm2d):
+                norm.reset_parameters()
+
+
+__all__ = ["FSSD", "pytorchssd_init"]
