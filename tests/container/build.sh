@@ -3,17 +3,26 @@
 #   build.sh install            apt-get install podman, runc and mmdebstrap (Debian 12, as root)
 #   build.sh build [TAG]        build envs/Dockerfile as TAG (default localhost/scbloss:ci)
 #   build.sh run [TAG] -- CMD   run CMD in the image, this checkout mounted at its own path (the working directory)
-#   build.sh clean [TAG]        remove TAG and a base image this script made, and its scratch folder
+#   build.sh clean [TAG]        remove TAG and the scratch folder; keep the base and the dependencies stage (below)
+#   build.sh clean --all [TAG]  remove TAG, the kept base and dependencies stage, and the scratch folder
 # When the Dockerfile's base image cannot be pulled, `build` makes it from the Debian archive with mmdebstrap (the
 # suite named in the base's tag; Debian's python3 instead of the official image's own build) and tags it with the
 # base's name. The host's CA bundle and pip configuration (with the local folders it names) are mounted into the
 # build's RUN steps, read-only, so pip works behind the host's proxy or from its local index; mounts are not stored
 # in the image. State lives in $SCBLOSS_CONTAINER_DIR (default /tmp/scbloss-container).
+# Between builds on one machine the script keeps the base it made and the Dockerfile's `dependencies` stage (the
+# pinned packages, 6 GB: most of a build's time), tagged localhost/scbloss-cache:{base,deps}: podman's layer cache
+# reuses them only while the Dockerfile's steps up to there and the files they copy (the pins) are unchanged, and
+# the project's own layers are built afresh each time. Kept images older than $SCBLOSS_CONTAINER_CACHE_DAYS days
+# (default 7; 0: never kept) are removed before a build, so the dependencies are installed from the index anew.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 DIR=${SCBLOSS_CONTAINER_DIR:-/tmp/scbloss-container}
 DOCKERFILE=$REPO/envs/Dockerfile
 DEFAULT_TAG=localhost/scbloss:ci
+CACHE_BASE=localhost/scbloss-cache:base
+CACHE_DEPS=localhost/scbloss-cache:deps
+CACHE_DAYS=${SCBLOSS_CONTAINER_CACHE_DAYS:-7}
 
 say() { echo "build.sh: $*" >&2; }
 
@@ -46,7 +55,31 @@ CONF
 
 base_image() { awk 'toupper($1) == "FROM" {print $2; exit}' "$DOCKERFILE"; }
 
-made_base_marker() { echo "$DIR/made-base"; }
+# Remove the kept images once older than CACHE_DAYS (the base too: the dependencies were installed on it).
+expire_cache() {
+  local created="" name age
+  for name in "$CACHE_DEPS" "$CACHE_BASE"; do
+    podman image exists "$name" || continue
+    age=$(podman image inspect --format '{{.Created.Unix}}' "$name")
+    if [ -z "$created" ] || [ "$age" -lt "$created" ]; then created=$age; fi
+  done
+  [ -n "$created" ] || return 0
+  age=$(( $(date +%s) - created ))
+  if [ "$CACHE_DAYS" -le 0 ] || [ "$age" -ge $(( CACHE_DAYS * 86400 )) ]; then
+    say "kept base and dependencies are $(( age / 86400 )) days old (limit $CACHE_DAYS): building them anew"
+    remove_cache
+  fi
+}
+
+remove_cache() {
+  local name
+  for name in "$CACHE_DEPS" "$CACHE_BASE"; do
+    if podman image exists "$name"; then
+      podman rmi -f "$(podman image inspect --format '{{.Id}}' "$name")" >/dev/null 2>&1 || true
+    fi
+  done
+  podman image prune -f >/dev/null 2>&1 || true
+}
 
 ensure_base() {
   local base suite
@@ -67,7 +100,7 @@ ensure_base() {
   # Debian marks its Python externally managed; the official image's is not, and the Dockerfile pip-installs.
   podman import --change 'ENV PIP_BREAK_SYSTEM_PACKAGES=1' --change 'CMD ["python3"]' "$DIR/rootfs.tar" "$base" >/dev/null
   rm -f "$DIR/rootfs.tar"
-  echo "$base" > "$(made_base_marker)"
+  podman tag "$base" "$CACHE_BASE"  # made here: `clean --all` removes it
 }
 
 # The CA bundle Python verifies with (Debian's standard path unless OpenSSL says otherwise).
@@ -107,12 +140,17 @@ build() {
   command -v podman >/dev/null || { say "podman is not installed: run build.sh install"; exit 1; }
   containers_conf
   trap 'rm -f "$DIR/pip.conf" "$DIR/rootfs.tar"' EXIT  # scratch files, also when the build fails
+  expire_cache
   ensure_base
   local mounts=() ca
   ca=$(ca_bundle)
   mapfile -t mounts < <({ [ -f "$ca" ] && echo "-v=$ca:/etc/ssl/certs/ca-certificates.crt:ro"; pip_mounts; } | sort -u)
   say "building $tag from envs/Dockerfile (mounted for the build only: ${mounts[*]#-v=})"
+  # The dependencies stage first, tagged to be kept (from podman's layer cache when kept from an earlier build),
+  # then the whole image: its first stage from the same cache, the project's layers built now.
+  podman build --pull=never "${mounts[@]}" -f "$DOCKERFILE" --target dependencies -t "$CACHE_DEPS" "$REPO"
   podman build --pull=never "${mounts[@]}" -f "$DOCKERFILE" -t "$tag" "$REPO"
+  podman image prune -f >/dev/null 2>&1 || true  # a dependencies stage of earlier pins, no longer tagged
 }
 
 run() {
@@ -125,12 +163,13 @@ run() {
 }
 
 clean() {
+  local all=0
+  if [ "${1:-}" = "--all" ]; then all=1; shift; fi
   local tag=${1:-$DEFAULT_TAG}
   containers_conf
+  # Removing the tag removes the project's layers above the kept dependencies stage (untagged, nothing else on them).
   podman rmi -f "$tag" >/dev/null 2>&1 || true
-  if [ -f "$(made_base_marker)" ]; then
-    podman rmi -f "$(cat "$(made_base_marker)")" >/dev/null 2>&1 || true
-  fi
+  if [ "$all" = 1 ]; then remove_cache; fi
   podman image prune -f >/dev/null 2>&1 || true
   rm -rf "$DIR"
 }
@@ -140,5 +179,5 @@ case "${1:-}" in
   build) shift; build "$@" ;;
   run) shift; run "$@" ;;
   clean) shift; clean "$@" ;;
-  *) echo "usage: $0 install | build [TAG] | run [TAG] -- CMD... | clean [TAG]" >&2; exit 2 ;;
+  *) echo "usage: $0 install | build [TAG] | run [TAG] -- CMD... | clean [--all] [TAG]" >&2; exit 2 ;;
 esac
