@@ -92,12 +92,15 @@ def _count(model):
 
 
 def test_fssd300_parameter_count_by_hand():
+    """Caffe FSSD fssd_pascal.py L20-64 and PytorchSSD FSSD_vgg.py L170-192, 214-216: SSD's conv6_1-conv7_2, the
+    three 1x1 reductions to 256, the fusion's BatchNorm, a pyramid of 512, 512, 256, 256, 256, 256 without one."""
     classes, per_loc = 21, [6, 6, 6, 6, 4, 4]
-    fusion = conv(1024, 256, 1) + conv(256, 512) + conv(512, 256, 1) + conv(1024, 256, 1) + conv(512, 256, 1) + bn(768)
-    pyramid_channels = [(768, 512), (512, 1024), (1024, 512), (512, 256), (256, 256), (256, 256)]
-    pyramid = sum(conv(a, b, bias=False) + bn(b) for a, b in pyramid_channels)
-    heads = sum(conv(c, n * 4) + conv(c, n * classes) for c, n in zip([512, 1024, 512, 256, 256, 256], per_loc))
-    assert _count(build_model("fssd300", classes)) == _vgg_trunk() + fusion + pyramid + heads
+    extras = conv(1024, 256, 1) + conv(256, 512) + conv(512, 128, 1) + conv(128, 256)
+    fusion = conv(512, 256, 1) + conv(1024, 256, 1) + conv(256, 256, 1) + bn(768)
+    pyramid_channels = [(768, 512), (512, 512), (512, 256), (256, 256), (256, 256), (256, 256)]
+    pyramid = sum(conv(a, b) for a, b in pyramid_channels)
+    heads = sum(conv(c, n * 4) + conv(c, n * classes) for c, n in zip([512, 512, 256, 256, 256, 256], per_loc))
+    assert _count(build_model("fssd300", classes)) == _vgg_trunk() + extras + fusion + pyramid + heads
 
 
 def test_refinedet320_parameter_count_by_hand():

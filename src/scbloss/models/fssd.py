@@ -1,9 +1,9 @@
 """FSSD300 / FSSD512 (Li and Zhou, 2017, arXiv:1712.00960): SSD with a feature-fusion module on VGG16.
 
-conv4_3, fc7 and the first extra layer (conv7_2) are each reduced to 256 channels by a 1x1 convolution, resized
-bilinearly to the conv4_3 resolution (38x38 / 64x64), concatenated and batch-normalized; a new feature pyramid is
-built from the fused map by 3x3 convolutions (with BatchNorm and ReLU, as in the authors' PyTorch code), and the
-SSD heads predict on it. Everything else (priors, matching, loss, post-processing) is SSD's.
+conv4_3, fc7 and SSD's conv7_2 are each reduced to 256 channels by a 1x1 convolution, resized bilinearly to the
+conv4_3 resolution (38x38 / 64x64), concatenated and batch-normalized; a new feature pyramid (512, 512, 256, 256,
+256, 256 channels) is built from the fused map by 3x3 convolutions and ReLU, as Caffe FSSD and PytorchSSD build it,
+and the SSD heads predict on it. Everything else (priors, matching, loss, post-processing) is SSD's.
 """
 
 from __future__ import annotations
@@ -17,12 +17,21 @@ from .base import SingleShotDetector, xavier_init
 from .heads import SSDHead
 from .vgg import VGG16Trunk, scaled
 
-# Pyramid convolutions (out channels, stride, padding, kernel) after the first 3x3 on the fused map.
-_PYRAMID_300 = [(1024, 2, 1, 3), (512, 2, 1, 3), (256, 2, 1, 3), (256, 1, 0, 3), (256, 1, 0, 3)]
-_PYRAMID_512 = [(1024, 2, 1, 3), (512, 2, 1, 3), (256, 2, 1, 3), (256, 2, 1, 3), (256, 2, 1, 3), (256, 1, 1, 4)]
+# Pyramid convolutions (out channels, stride, padding, kernel) after the first 3x3 (512) on the fused map: Caffe
+# FSSD fssd_pascal.py L55-60 / fssd_coco_512.py L49-61, PytorchSSD models/FSSD_vgg.py L179-192 (the same layers).
+_PYRAMID_300 = [(512, 2, 1, 3), (256, 2, 1, 3), (256, 2, 1, 3), (256, 1, 0, 3), (256, 1, 0, 3)]
+_PYRAMID_512 = [(512, 2, 1, 3), (256, 2, 1, 3), (256, 2, 1, 3), (256, 2, 1, 3), (256, 2, 1, 3), (256, 1, 1, 4)]
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
+def conv_relu(
+    in_channels: int, out_channels: int, kernel: int, stride: int = 1, padding: int = 0, batch_norm: bool = False
+) -> nn.Sequential:
+    """A pyramid level: convolution and ReLU, as both sources build it (no BatchNorm: Caffe FSSD's
+    ``use_batchnorm = False``, PytorchSSD's BasicConv ``bn=False``); ``batch_norm`` adds one to train from scratch."""
+    if not batch_norm:
+        return nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding), nn.ReLU(inplace=True)
+        )
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=False),
         nn.BatchNorm2d(out_channels),
@@ -38,22 +47,27 @@ class FSSD(SingleShotDetector):
         pyramid = self.recipe({300: _PYRAMID_300, 512: _PYRAMID_512}, levels_before=1)  # the fused map first
         self.trunk = VGG16Trunk(width, batch_norm)
         reduced = scaled(256, width)
-        # conv7 of SSD: the one extra layer the fusion takes (fc7 19x19 -> 10x10; 32x32 -> 16x16 for 512).
+        # conv6_1 ... conv7_2 of SSD, the extra layers up to the one the fusion takes (fc7 19x19 -> 10x10; 32x32 ->
+        # 16x16 for 512): Caffe FSSD fssd_pascal.py L29-47 (256 1x1, 512 3x3, 128 1x1, 256 3x3 stride 2)
         self.conv7 = nn.Sequential(
             nn.Conv2d(self.trunk.fc7_channels, reduced, 1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(reduced, scaled(512, width), 3, stride=2, padding=1),
+            nn.Conv2d(reduced, scaled(512, width), 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(scaled(512, width), scaled(128, width), 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(scaled(128, width), reduced, 3, stride=2, padding=1),
             nn.ReLU(inplace=True),
         )
         self.reduce = nn.ModuleList(
             nn.Conv2d(channels, reduced, 1)
-            for channels in (self.trunk.conv4_3_channels, self.trunk.fc7_channels, scaled(512, width))
+            for channels in (self.trunk.conv4_3_channels, self.trunk.fc7_channels, reduced)
         )
         self.fusion_bn = nn.BatchNorm2d(3 * reduced)
-        levels = [conv_bn_relu(3 * reduced, scaled(512, width), 3, padding=1)]
+        levels = [conv_relu(3 * reduced, scaled(512, width), 3, padding=1, batch_norm=batch_norm)]
         channels = [scaled(512, width)]
         for out, stride, padding, kernel in pyramid:
-            levels.append(conv_bn_relu(channels[-1], scaled(out, width), kernel, stride, padding))
+            levels.append(conv_relu(channels[-1], scaled(out, width), kernel, stride, padding, batch_norm))
             channels.append(scaled(out, width))
         self.pyramid = nn.ModuleList(levels)
         self.head = SSDHead(channels, layout.priors_per_location(), num_classes)
@@ -87,8 +101,8 @@ def pytorchssd_init(model: FSSD) -> None:
     ``kaiming_normal`` with ``mode='fan_out'`` (L152-153); a weight under a ``bn`` name is set to 1 (L154-155); every
     bias is set to 0 (L156-157). Its plain ``nn.Conv2d`` layers (``extras``, ``loc``, ``conf``: our ``conv7`` and
     heads) keep PyTorch's default init, biases 0. ``fea_bn`` (our ``fusion_bn``), which no ``apply`` reaches,
-    keeps PyTorch's default (weight 1, bias 0); our pyramid's BatchNorm, which PytorchSSD's BasicConv (``bn=False``)
-    lacks, gets what the rule gives a ``bn`` weight and bias: 1 and 0."""
+    keeps PyTorch's default (weight 1, bias 0); the pyramid's BatchNorm of a from-scratch run (``batch_norm``),
+    which PytorchSSD's BasicConv (``bn=False``) lacks, gets what the rule gives a ``bn`` weight and bias: 1, 0."""
     for module in (model.reduce, model.pyramid):
         for conv in module.modules():
             if isinstance(conv, nn.Conv2d):
