@@ -117,13 +117,19 @@ def _match_stats(args: argparse.Namespace) -> int:
     from .atomic import write_text
     from .data import load_dataset
     from .engine.matchstats import matching_statistics, plot_histograms
-    from .recipes import recipe
+    from .recipes import recipe, training_augmentation
 
     classes = args.classes.split(",") if args.classes else None
     data = load_dataset(args.dataset, Path(args.root), args.split, classes=classes, annotations=args.annotations)
     layout = recipe(args.recipe).layout(detectors.get(args.model).layout(args.priors))
     stats = matching_statistics(
-        data, layout, augment=args.augment, seed=args.seed, progress=True, recipe_name=args.recipe
+        data,
+        layout,
+        augment=args.augment,
+        seed=args.seed,
+        progress=True,
+        recipe_name=args.recipe,
+        augmentation=training_augmentation(args.recipe, args.model, args.priors),
     )
     print(f"{len(stats)} objects in {len(data.records)} images")
     csv, png = Path(args.csv), Path(args.png)

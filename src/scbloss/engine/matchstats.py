@@ -48,14 +48,17 @@ def match_images(boxes_per_image: list[torch.Tensor], intervals: PriorIntervals)
     return boxes, match_concat(boxes, image_of, len(boxes_per_image), intervals)
 
 
-def _objects_in_loss_frame(data: DetectionSet, layout: PriorLayout, augment: bool, seed: int, recipe_name: str):
+def _objects_in_loss_frame(
+    data: DetectionSet, layout: PriorLayout, augment: bool, seed: int, recipe_name: str, augmentation: str | None
+):
     """Per image, its counted objects at the model input, in the frame the loss matches in (normalized for SSD's
     priors; mmdetection v1's pixels for the authors' anchors), optionally through the recipe's augmentation."""
     size = layout.image_size
     if augment:
         settings = recipe(recipe_name)
-        transform = training_transform(settings.augmentation, size, normalization(settings.normalization))
-        dataset = DetectionDataset(data, transform, train=True, seed=seed, augmentation=settings.augmentation)
+        augmentation = augmentation or settings.augmentation
+        transform = training_transform(augmentation, size, normalization(settings.normalization))
+        dataset = DetectionDataset(data, transform, train=True, seed=seed, augmentation=augmentation)
         for index in range(len(dataset)):
             yield targets_for_loss(layout, [dataset[index][1]])[0]["boxes"]
         return
@@ -71,9 +74,12 @@ def matching_statistics(
     chunk: int = 256,
     progress: bool = False,
     recipe_name: str = "original",
+    augmentation: str | None = None,
 ) -> pd.DataFrame:
     """One row per object: its size bucket at the model input (area in input pixels) and its number of matches M,
-    matched as the loss matches (``layout`` as the recipe makes it: :meth:`scbloss.recipes.Recipe.layout`)."""
+    matched as the loss matches (``layout`` as the recipe makes it: :meth:`scbloss.recipes.Recipe.layout`).
+    ``augment`` draws through ``augmentation`` (the model's, :func:`scbloss.recipes.training_augmentation`; None:
+    the recipe's own)."""
     priors = priors_for_loss(layout)
     intervals = PriorIntervals(priors)
     pixels = input_pixels_per_unit(layout)
@@ -91,7 +97,7 @@ def matching_statistics(
         batch.clear()
 
     images = tqdm(
-        _objects_in_loss_frame(data, layout, augment, seed, recipe_name),
+        _objects_in_loss_frame(data, layout, augment, seed, recipe_name, augmentation),
         total=len(data.records),
         desc="match",
         disable=not progress,
