@@ -141,15 +141,28 @@ def test_the_interpolation_draw_is_uniform_over_the_sources_five(augmentation):
 
 @pytest.mark.parametrize("interpolation", PYTORCHSSD_INTERPOLATIONS)
 def test_each_interpolation_resizes_as_torch_does_without_antialiasing(interpolation):
-    """LANCZOS4, which torch lacks for tensors, resizes bicubically; the result is rounded to 0-255 levels."""
+    """LANCZOS4, which torch lacks for tensors, resizes bicubically; the result is rounded to 0-255 levels. A uint8
+    image resizes bilinearly by torch's uint8 kernel (fixed-point, as OpenCV's): its float kernel's rounding changes
+    with the number of threads; within one level of the float result, the same whatever the threads."""
     image = torch.randint(0, 256, (3, 75, 100), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     mode = {"linear": "bilinear", "cubic": "bicubic", "lanczos4": "bicubic"}.get(interpolation, interpolation)
     options = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
     for size in (40, 150):  # down and up
         expected = torch.nn.functional.interpolate(image[None].float(), size=(size, size), mode=mode, **options)[0]
+        rounded = expected.round().clamp(0, 255).to(torch.uint8)
         resized = resize_pixels(image, size, interpolation)
         assert resized.dtype == torch.uint8
-        assert torch.equal(resized, expected.round().clamp(0, 255).to(torch.uint8)), (interpolation, size)
+        assert torch.equal(resize_pixels(image.float(), size, interpolation), rounded.float()), (interpolation, size)
+        if mode != "bilinear":
+            assert torch.equal(resized, rounded), (interpolation, size)
+            continue
+        assert (resized.int() - rounded.int()).abs().max() <= 1, size
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            assert torch.equal(resize_pixels(image, size, interpolation), resized), size
+        finally:
+            torch.set_num_threads(threads)
     if mode in ("bilinear", "bicubic"):
         antialiased = torch.nn.functional.interpolate(image[None].float(), size=(40, 40), mode=mode, antialias=True)
         assert (resize_pixels(image, 40, interpolation).float() - antialiased[0]).abs().max() > 20

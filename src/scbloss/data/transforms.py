@@ -77,6 +77,13 @@ def resize_pixels(image: torch.Tensor, size: int, interpolation: str) -> torch.T
     0-255; returned in the input's dtype."""
     mode = TORCH_INTERPOLATION[interpolation]
     options = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    if mode == "bilinear" and image.dtype == torch.uint8 and image.device.type == "cpu":
+        # torch's uint8 kernel (fixed-point weights, as OpenCV's uint8 resize): its float one rounds differently
+        # with the number of threads (a worker's 1 against the main process's), and a run must not depend on that
+        x = image.reshape(-1, *image.shape[-3:])
+        return nnf.interpolate(x, size=(size, size), mode=mode, antialias=False, **options).reshape(
+            *image.shape[:-2], size, size
+        )
     x = image.float().reshape(-1, *image.shape[-3:])
     out = nnf.interpolate(x, size=(size, size), mode=mode, **options).round_().clamp_(0, 255)
     return out.reshape(*image.shape[:-2], size, size).to(image.dtype)
