@@ -120,5 +120,5 @@ def test_every_rule_command_runs_through_the_environments_python():
     ]
     commands = [c for c in commands if c != "None"]  # script: rules (run_config) print no command
     subcommands = {c[len(RULE_COMMAND) :].split()[0] for c in commands}
-    assert subcommands == {"data", "train", "evaluate", "match-stats", "curves", "tables"}
+    assert subcommands == {"data", "train", "evaluate", "match-stats", "show-matching", "curves", "tables"}
     assert [c for c in commands if not c.startswith(RULE_COMMAND + " ")] == []

@@ -169,8 +169,8 @@ def test_plan_estimates_gpu_hours_per_table():
     # images/s on an H200 = 5 x 1.809 GPU-hours
     assert "table1: 5 runs (5 new), 9.0 GPU-h for the new ones" in output
     assert re.search(
-        r"total: 26 training runs, [\d.]+ GPU-h \(\+ 4 run\(s\) without a measured rate\) of training "
-        r"\(GPUs x hours\); with 1 GPU\(s\) per run "
+        r"total: 26 training runs, [\d.]+ GPU-h of training \(GPUs x hours\), \+ 4 run\(s\) without a measured rate; "
+        r"with 1 GPU\(s\) per run "
         r"the longest run takes [\d.]+ h",
         output,
     )

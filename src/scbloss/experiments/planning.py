@@ -38,26 +38,25 @@ def plan(config: dict) -> str:
     specs = table_specs(config)
     seeds = int(config["seeds"])
     lines, seen = [], set()
-    total_hours = 0.0
 
-    def known(hours: list[float]) -> str:
+    def hours_of(runs: list[Run]) -> tuple[float, str]:
+        """Their GPU-hours where the detector's rate is known; how many runs are left out for want of one."""
+        hours = [gpu_hours(config, run) for run in runs]
         unknown = sum(h != h for h in hours)  # NaN: no rate for the run's detector
-        text = f"{sum(h for h in hours if h == h):.1f} GPU-h"
-        return text + (f" (+ {unknown} run(s) without a measured rate)" if unknown else "")
+        return sum(h for h in hours if h == h), f", + {unknown} run(s) without a measured rate" if unknown else ""
 
     for spec in specs:
         runs = with_earlier_stages(config, runs_for_tables([spec], seeds))
         new = [r for r in runs if r not in seen]
         seen.update(runs)
-        hours = [gpu_hours(config, r) for r in new]
-        total_hours += sum(h for h in hours if h == h)
-        lines.append(f"{spec['id']}: {len(runs)} runs ({len(new)} new), {known(hours)} for the new ones")
+        hours, unknown = hours_of(new)
+        lines.append(f"{spec['id']}: {len(runs)} runs ({len(new)} new), {hours:.1f} GPU-h for the new ones{unknown}")
     rates = {model: training_rate(config, model) for model in sorted({run.model for run in seen})}
     gpus = gpus_per_run(config)
-    every = [gpu_hours(config, run) for run in seen]
-    longest = max((h for h in every if h == h), default=0.0) / gpus
+    total_hours, unknown = hours_of(sorted(seen))
+    longest = max((h for h in (gpu_hours(config, run) for run in seen) if h == h), default=0.0) / gpus
     lines.append(
-        f"total: {len(seen)} training runs, {known(every)} of training (GPUs x hours); with {gpus} "
+        f"total: {len(seen)} training runs, {total_hours:.1f} GPU-h of training (GPUs x hours){unknown}; with {gpus} "
         f"GPU(s) per run the longest run takes {longest:.1f} h"
     )
     lines.append(
