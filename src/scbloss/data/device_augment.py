@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from .authors_augment import AuthorsDraws, apply_authors_batch
+from .image_cache import ImageCache
 from .pytorchssd_augment import PytorchSSDDraws, pytorchssd_transform
 from .records import DatasetError, size_mismatch, undecodable
 from .transforms import RandomInterpolationResize, fill_colour, normalization, resize_pixels, train_transform
@@ -56,6 +58,16 @@ class RawSample:
     height: int
     width: int
     drawn: DrawnAugmentation | PytorchSSDDraws | AuthorsDraws
+    index: int = -1  # the record's, where the pixels come from the decoded-image cache (``data`` is then empty)
+
+
+def read_sample(record, drawn, index: int = -1) -> RawSample:
+    """A record's file bytes with its draws; an unreadable file is a DatasetError naming it."""
+    try:
+        data = torch.frombuffer(bytearray(Path(record.file).read_bytes()), dtype=torch.uint8)
+    except OSError as error:
+        raise DatasetError(f"{record.file}: cannot read image ({error.strerror or error})") from error
+    return RawSample(data, str(record.file), record.height, record.width, drawn, index)
 
 
 def iou_crop_params(step: v2.RandomIoUCrop, flat_inputs: list) -> dict:
@@ -190,7 +202,7 @@ class ParameterDrawer:
         return PytorchSSDDraws(drawn["RandomPhotometricDistort"], box, padding, flip, interpolation)
 
 
-def _decode(samples: list[RawSample], device: torch.device) -> list[torch.Tensor]:
+def decode_batch(samples: list[RawSample], device: torch.device) -> list[torch.Tensor]:
     """uint8 [3, H, W] images on ``device``: JPEGs decoded there in one call, anything else on the CPU."""
     with warnings.catch_warnings():
         # torchvision 0.29 marks its decoders deprecated in favour of TorchCodec; they are what both devices share
@@ -214,6 +226,9 @@ def _decode(samples: list[RawSample], device: torch.device) -> list[torch.Tensor
         if problem:
             raise DatasetError(problem)
     return images
+
+
+_decode = decode_batch  # the name benchmarks/bench_input.py imports
 
 
 def _decode_one(sample: RawSample, device: torch.device) -> torch.Tensor:
@@ -280,11 +295,13 @@ def augment_batch(
     device: torch.device,
     memory_format=torch.contiguous_format,
     normalize: tuple | None = None,
+    cache: ImageCache | None = None,
 ) -> torch.Tensor:
     """Decode and augment a batch on ``device``: float [B, 3, size, size], normalized like the CPU pipeline
-    (``normalize`` = (mean, std); ImageNet's by default)."""
+    (``normalize`` = (mean, std); ImageNet's by default). With ``cache`` the decoded images come from it, by the
+    samples' ``index``."""
     normalize = normalize or normalization("imagenet")
-    images = _decode(samples, device)
+    images = cache.images([s.index for s in samples], device) if cache is not None else decode_batch(samples, device)
     if isinstance(samples[0].drawn, AuthorsDraws):  # the authors recipe's draws (loader.parameter_drawer)
         out = apply_authors_batch(images, [s.drawn for s in samples], size, *normalize)
         return out.contiguous(memory_format=memory_format)
@@ -295,4 +312,13 @@ def augment_batch(
     return out.contiguous(memory_format=memory_format)
 
 
-__all__ = ["DrawnAugmentation", "ParameterDrawer", "RawSample", "augment_batch", "augment_one", "photometric"]
+__all__ = [
+    "DrawnAugmentation",
+    "ParameterDrawer",
+    "RawSample",
+    "augment_batch",
+    "augment_one",
+    "decode_batch",
+    "photometric",
+    "read_sample",
+]

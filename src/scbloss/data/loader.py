@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from .image_cache import ImageCache
 from .records import DatasetError, DetectionSet, size_mismatch, to_mmdet_v1, undecodable
 from .transforms import too_small_to_train, train_transform
 
@@ -68,14 +69,21 @@ class DetectionDataset(Dataset):
     Training (``train=True``) leaves difficult and crowd objects out. The random transform runs under a generator
     seeded from (seed, epoch, index), so a sample is the same whatever the worker count or resume point. With
     ``augmentation="authors"`` the boxes enter the transform, and leave it, in mmdetection v1's convention
-    (:func:`~scbloss.data.records.to_mmdet_v1`), as that recipe's loss reads them.
+    (:func:`~scbloss.data.records.to_mmdet_v1`), as that recipe's loss reads them. With ``cache``
+    (:mod:`~scbloss.data.image_cache`) the decoded image comes from it instead of the file.
     """
 
     def __init__(
-        self, data: DetectionSet, transform: Callable, train: bool, seed: int = 0, augmentation: str = "ssd"
+        self,
+        data: DetectionSet,
+        transform: Callable,
+        train: bool,
+        seed: int = 0,
+        augmentation: str = "ssd",
+        cache: ImageCache | None = None,
     ) -> None:
         self.data, self.transform, self.train, self.seed = data, transform, train, seed
-        self.augmentation = augmentation
+        self.augmentation, self.cache = augmentation, cache
 
     def _normalized(self, boxes, scale: torch.Tensor) -> torch.Tensor:
         """Boxes / input size. The authors' loss works in pixels (detection.priors.targets_for_loss): in float64,
@@ -104,7 +112,8 @@ class DetectionDataset(Dataset):
         record = self.data.records[index]
         if self.train:
             _check_trainable(record)
-        image = read_image(record.file)
+        # a copy: a transform writing in place must not change the shared cache
+        image = self.cache.image(index).clone() if self.cache is not None else read_image(record.file)
         problem = size_mismatch(record.file, image.shape[2], image.shape[1], record.width, record.height)
         if problem:
             raise DatasetError(problem)
@@ -128,28 +137,31 @@ class EncodedDetectionDataset(DetectionDataset):
 
     The worker reads the file's bytes and draws the augmentation's parameters (see
     :mod:`~scbloss.data.device_augment`) under the same (seed, epoch, index) generator; the target's boxes are those
-    the CPU pipeline would produce. Decoding and pixels happen on the device, in :func:`augment_batch`.
+    the CPU pipeline would produce. Decoding and pixels happen on the device, in :func:`augment_batch`. ``cached``:
+    the training process holds the decoded images (:mod:`~scbloss.data.image_cache`), so no bytes are read here.
     """
 
-    def __init__(self, data: DetectionSet, size: int, seed: int = 0, augmentation: str = "ssd") -> None:
+    def __init__(
+        self, data: DetectionSet, size: int, seed: int = 0, augmentation: str = "ssd", cached: bool = False
+    ) -> None:
         super().__init__(data, parameter_drawer(augmentation, size), train=True, seed=seed, augmentation=augmentation)
-        self.size = size
+        self.size, self.cached = size, cached
 
     def __getitem__(self, key: int | tuple[int, int]):
-        from .device_augment import RawSample
+        from .device_augment import RawSample, read_sample
 
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         record = self.data.records[index]
         _check_trainable(record)
-        try:
-            data = torch.frombuffer(bytearray(Path(record.file).read_bytes()), dtype=torch.uint8)
-        except OSError as error:
-            raise DatasetError(f"{record.file}: cannot read image ({error.strerror or error})") from error
         target = self._objects(record, record.counted(), (record.height, record.width))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, epoch, index))
             drawn, target = self.transform(record.height, record.width, target)
-        sample = RawSample(data, str(record.file), record.height, record.width, drawn)
+        if self.cached:  # the training process takes the pixels from its decoded-image cache, by index
+            empty = torch.empty(0, dtype=torch.uint8)
+            sample = RawSample(empty, str(record.file), record.height, record.width, drawn, index)
+        else:
+            sample = read_sample(record, drawn, index)
         return sample, {
             "boxes": self._normalized(target["boxes"], torch.tensor([float(self.size)] * 4)),
             "labels": target["labels"],

@@ -141,7 +141,7 @@ class TrainConfig:
     checkpoint_every: int = option(1000, doc="iterations between checkpoints", low=1, affects_result=False)
     log_every: int = option(10, doc="iterations between metrics rows", low=1, affects_result=False)
     num_workers: int = option(4, doc="DataLoader worker processes", low=0, affects_result=False)
-    # How the device computes (engine/precision.py, data/device_augment.py).
+    # How the device computes (engine/precision.py, data/device_augment.py, data/image_cache.py).
     precision: str = option(
         "auto",
         doc="auto: bf16 + channels_last where the GPU has bf16, else fp16 with loss scaling; fp32 on a CPU",
@@ -152,6 +152,13 @@ class TrainConfig:
     )
     augment_on: str = option(
         "auto", doc="where augmentation runs; auto: the training device", choices=("auto", "cpu", "gpu")
+    )
+    cache: str = option(
+        "none",
+        doc="decoded training images kept in host memory (memory) or on the training device (gpu), refused when "
+        "they do not fit; the same batches as none",
+        choices=("none", "memory", "gpu"),
+        affects_result=False,
     )
     pretrained_backbone: str | None = option(
         None, doc="backbone weights by name (scbloss.detectors.backbones); null: from scratch", choices=_backbone_names

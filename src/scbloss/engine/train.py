@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data import DetectionSet, dataset_spec, load_dataset
 from ..data.device_augment import augment_batch
+from ..data.image_cache import ImageCache, build_cache
 from ..data.loader import (
     DetectionDataset,
     EncodedDetectionDataset,
@@ -70,14 +71,15 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
     state = build_training(config, device, world)
     start = run.resume(state)
     on_device = config.augment_on == "gpu" or (config.augment_on == "auto" and device.type == "cuda")
+    cache = image_cache(config, state, world, device, on_device)
     trainer = Trainer(
         model=state.model,
         criterion=state.criterion,
         optimizer=state.optimizer,
         lr_at=lr_schedule(config),
         scaler=state.scaler,
-        loader=build_loader(config, state, world, start, on_device),
-        prepare=batch_preparer(config, state, device, on_device),
+        loader=build_loader(config, state, world, start, on_device, cache),
+        prepare=batch_preparer(config, state, device, on_device, cache),
         start_iter=start,
         max_iter=config.max_iter,
         forward=forward_module(state, world, device),
@@ -160,23 +162,51 @@ def normalization_name(config: TrainConfig) -> str:
     return recipe(config.recipe).normalization
 
 
-def build_loader(config: TrainConfig, state: TrainingState, world: World, start: int, on_device: bool):
-    """This process's share of the batches of iterations ``start``..``max_iter``: encoded images and drawn
-    augmentation parameters when the device augments, augmented images otherwise."""
+def image_cache(
+    config: TrainConfig, state: TrainingState, world: World, device: torch.device, on_device: bool
+) -> ImageCache | None:
+    """The decoded training images the ``cache`` key asks for (data/image_cache.py), or None."""
+    name = f"{config.dataset.kind} {config.dataset.root} ({config.dataset.split})"
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))  # ranks on this node share its memory
+    return build_cache(config.cache, state.data, name, device, on_device, config.num_workers, processes)
+
+
+def build_loader(
+    config: TrainConfig,
+    state: TrainingState,
+    world: World,
+    start: int,
+    on_device: bool,
+    cache: ImageCache | None = None,
+):
+    """This process's share of the batches of iterations ``start``..``max_iter``: encoded images (or, with
+    ``cache``, their indices) and drawn augmentation parameters when the device augments, augmented images
+    otherwise."""
     size = state.model.layout.image_size
     augmentation = training_augmentation(config.recipe, config.model, dataset_spec(config.dataset.kind).prior_family)
     if on_device:
-        dataset = EncodedDetectionDataset(state.data, size, seed=config.seed, augmentation=augmentation)
+        dataset = EncodedDetectionDataset(
+            state.data, size, seed=config.seed, augmentation=augmentation, cached=cache is not None
+        )
     else:
         transform = training_transform(augmentation, size, normalization(normalization_name(config)))
-        dataset = DetectionDataset(state.data, transform, train=True, seed=config.seed, augmentation=augmentation)
+        dataset = DetectionDataset(
+            state.data, transform, train=True, seed=config.seed, augmentation=augmentation, cache=cache
+        )
     step_images = config.batch_size * config.accumulate_grad  # the trainer splits a step's batch into its passes
     batches = IterationBatchSampler(len(dataset), step_images, config.seed, config.max_iter, start)
     return make_loader(dataset, RankSlice(batches, world.rank, world.size), num_workers=config.num_workers)
 
 
-def batch_preparer(config: TrainConfig, state: TrainingState, device: torch.device, augment_on_device: bool):
-    """What turns a loader batch into (images, targets) on the device: a copy, or decoding and augmenting there."""
+def batch_preparer(
+    config: TrainConfig,
+    state: TrainingState,
+    device: torch.device,
+    augment_on_device: bool,
+    cache: ImageCache | None = None,
+):
+    """What turns a loader batch into (images, targets) on the device: a copy, or decoding (or taking from
+    ``cache``) and augmenting there."""
     size = state.model.layout.image_size
     memory_format = state.precision.memory_format
     normalize = normalization(normalization_name(config))
@@ -186,7 +216,7 @@ def batch_preparer(config: TrainConfig, state: TrainingState, device: torch.devi
 
     if augment_on_device:
         return lambda batch: (
-            augment_batch(batch[0], size, device, memory_format, normalize),
+            augment_batch(batch[0], size, device, memory_format, normalize, cache),
             targets_to_device(batch[1]),
         )
     return lambda batch: (
