@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from scbloss.detection import match, matching_counts
-from scbloss.detection.matcher import match_concat
+from scbloss.detection.iou import iou_padded
+from scbloss.detection.matcher import match_concat, match_padded, padded_counts
 
 PRIORS = torch.tensor(
     [
@@ -61,3 +62,18 @@ def test_bad_shapes_are_named():
         match(torch.zeros(3, 5), PRIORS)
     with pytest.raises(ValueError, match=r"priors must be \[A, 4\]"):
         match(torch.zeros(3, 4), torch.zeros(4))
+
+
+def test_exact_ties_go_to_the_lower_ground_truth_and_the_first_prior():
+    """Whole-pixel boxes: C = [0, 0, 10, 20] has IoU 0.5 with P0 and P2, D = [0, 0, 20, 10] IoU 0.5 with P0 and P1.
+    Above the threshold P0 goes to C (the lower index); forced, both best priors are P0 (the first of each tie),
+    and the later ground truth, D, keeps it: P0 -> D, P1 -> D, P2 -> C."""
+    priors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [10.0, 0.0, 20.0, 10.0], [0.0, 10.0, 10.0, 20.0]])
+    gts = torch.tensor([[0.0, 0.0, 10.0, 20.0], [0.0, 0.0, 20.0, 10.0]])
+    matched = match(gts, priors)
+    assert matched.tolist() == [1, 1, 0]
+    assert matching_counts(matched, 2).tolist() == [1, 2]
+    padded = torch.cat([gts, torch.zeros(2, 4)])[None]  # two padding slots: they take nothing
+    valid = torch.tensor([[True, True, False, False]])
+    assert match_padded(iou_padded(padded, priors), valid).tolist() == [[1, 1, 0]]
+    assert padded_counts(match_padded(iou_padded(padded, priors), valid), 4).tolist() == [[1, 2, 0, 0]]

@@ -1,7 +1,9 @@
 """The training loss of each detector family, as one callable: criterion(outputs, model, targets) -> losses.
 
 A criterion returns every term of its loss under a name starting with ``loss_`` (the total is their sum, as in
-detectron2) and ``num_pos``, the positive priors the normalizer counts.
+detectron2) and ``num_pos``, the positive priors the normalizer counts. ``criterion.pad(outputs, model, targets)``
+is its host-side step (the targets in the loss's frame, padded, labels checked); ``criterion.padded(outputs, model,
+padded)`` is the loss proper, fixed-shape tensor code that compiles with the network into one graph.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from ..detectors.refinedet import REFINEDET_VARIANTS
-from .loss import MultiBoxLoss, Target
+from .loss import MultiBoxLoss, PaddedTargets, Target
 from .priors import targets_for_loss
 
 ARM_REJECT = 0.01  # RefineDet: anchors whose ARM objectness is at most this are not ODM negatives, nor detections
@@ -24,8 +26,18 @@ class SingleShotCriterion:
         self.loss = MultiBoxLoss(**loss_options)
 
     def __call__(self, outputs, model, targets: Sequence[Target]) -> dict[str, torch.Tensor]:
+        return self.padded(outputs, model, self.pad(outputs, model, targets))
+
+    def pad(self, outputs, model, targets: Sequence[Target]) -> PaddedTargets:
+        """The targets in the frame of the model's loss priors, padded to the loss's object cap."""
+        priors = model.loss_priors
+        return self.loss.pad(
+            targets_for_loss(model.layout, targets), outputs[1].shape[-1] - 1, priors.device, priors.dtype
+        )
+
+    def padded(self, outputs, model, targets: PaddedTargets) -> dict[str, torch.Tensor]:
         loc, conf = outputs
-        return self.loss(loc.float(), conf.float(), model.loss_priors, targets_for_loss(model.layout, targets))
+        return self.loss.forward_padded(loc.float(), conf.float(), model.loss_priors, targets)
 
 
 class RefineDetCriterion:
@@ -44,12 +56,19 @@ class RefineDetCriterion:
         self.odm = MultiBoxLoss(weighting=weighting if variant == "arm_odm" else "none", **loss_options)
 
     def __call__(self, outputs, model, targets: Sequence[Target]) -> dict[str, torch.Tensor]:
+        return self.padded(outputs, model, self.pad(outputs, model, targets))
+
+    def pad(self, outputs, model, targets: Sequence[Target]) -> PaddedTargets:
+        """The targets padded once, to the ODM loss's object cap; the ARM's objectness targets derive from them."""
+        return self.odm.pad(targets, outputs[3].shape[-1] - 1, model.priors.device, model.priors.dtype)
+
+    def padded(self, outputs, model, targets: PaddedTargets) -> dict[str, torch.Tensor]:
         arm_loc, arm_conf, odm_loc, odm_conf = (o.float() for o in outputs)
-        objectness = [{"boxes": t["boxes"], "labels": torch.ones_like(t["labels"])} for t in targets]
-        arm = self.arm(arm_loc, arm_conf, model.priors, objectness)
+        objectness = PaddedTargets(targets.boxes, targets.valid.long(), targets.valid)  # every object labelled 1
+        arm = self.arm.forward_padded(arm_loc, arm_conf, model.priors, objectness)
         with torch.no_grad():
             rejected = arm_conf.softmax(dim=-1)[..., 1] <= ARM_REJECT
-        odm = self.odm(odm_loc, odm_conf, model.refined_priors(arm_loc), targets, not_negative=rejected)
+        odm = self.odm.forward_padded(odm_loc, odm_conf, model.refined_priors(arm_loc), targets, not_negative=rejected)
         return {
             "loss_arm_cls": arm["loss_cls"],
             "loss_arm_loc": arm["loss_loc"],

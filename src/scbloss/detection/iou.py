@@ -40,15 +40,25 @@ class PriorIntervals:
         return inter.div_(union)
 
 
-def iou_with_own_priors(boxes: torch.Tensor, image_of_box: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
-    """IoU of boxes [S, 4] with the priors of their own image, priors [B, A, 4] (e.g. RefineDet's refined anchors,
-    which differ per image) -> [S, A]. Written out because torchvision's box_iou has no batch dimension."""
-    own = priors[image_of_box]  # [S, A, 4]
-    boxes = boxes.to(priors.dtype)[:, None, :]
-    overlap = (torch.minimum(boxes[..., 2:], own[..., 2:]) - torch.maximum(boxes[..., :2], own[..., :2])).clamp_(min=0)
+def _area(boxes: torch.Tensor) -> torch.Tensor:
+    """Areas of [..., 4] xyxy boxes, in box_area's arithmetic (so that IoUs equal box_iou's to the bit)."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def iou_padded(boxes: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
+    """IoU of each image's boxes [B, G, 4] with priors [A, 4] shared by the images, or [B, A, 4] each image its own
+    (RefineDet's refined anchors) -> [B, G, A].
+
+    Plain broadcasting, no index or data-dependent shape, so it compiles into one fused kernel; the arithmetic is
+    box_iou's, so the result equals box_iou's (and :class:`PriorIntervals`') exactly.
+    """
+    boxes = boxes.to(priors.dtype)
+    own = priors[:, None] if priors.dim() == 3 else priors[None, None]  # [B or 1, 1, A, 4]
+    box = boxes[:, :, None, :]
+    overlap = (torch.minimum(box[..., 2:], own[..., 2:]) - torch.maximum(box[..., :2], own[..., :2])).clamp(min=0)
     inter = overlap[..., 0] * overlap[..., 1]
-    union = box_area(boxes[:, 0])[:, None] + box_area(own.reshape(-1, 4)).view(own.shape[:2]) - inter
+    union = _area(boxes)[..., None] + _area(own) - inter
     return inter / union
 
 
-__all__ = ["PriorIntervals", "iou_with_own_priors"]
+__all__ = ["PriorIntervals", "iou_padded"]
