@@ -199,3 +199,33 @@ def test_a_paper_table_whose_thresholds_are_not_evaluated_fails_the_dry_run():
     config.update(tables=["table3"], tables_dir=str(REPO / "paper_tables"), evaluate={"thresholds": [0.05, 0.5]})
     with pytest.raises(TableSpecError, match=r"table3.yaml: its rows count recall at 0.01, 0.1, 0.3, which the config"):
         table_specs(config)
+
+
+def test_a_generated_toy_dataset_of_yours_its_seeds_and_training_values(tmp_path):
+    """The default config's headline: the toy shapes generated as a dataset of yours, 3 seeds beside the paper's
+    tables' 1, trained by their own values (``train.<dataset>``)."""
+    from scbloss.experiments import check_train_block, runs_for_tables, table_specs, toy_datasets
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(tables=["table1"], tables_dir=str(REPO / "paper_tables"))
+    shapes = config["data"]["shapes"]
+    assert dataset_entry(config, "shapes", "test") == {
+        "kind": "voc_folder",
+        "root": f"{shapes['root']}/VOCdevkit/VOC2007",  # where `scbloss data toy` writes the VOC layout
+        "split": "test",
+    }
+    assert toy_datasets(config) == {config["data"]["voc"]["root"]: config["toy"], shapes["root"]: shapes["toy"]}
+    runs = runs_for_tables(table_specs(config), config["seeds"])
+    assert [r.id for r in runs if r.dataset == "shapes"] == [
+        f"shapes-ssd300-{w}-s{seed}" for w in ("none", "scb") for seed in range(3)
+    ]
+    assert sum(r.dataset == "voc" for r in runs) == 5  # Table 1: one seed each
+    headline = train_config(config, Run("shapes", "ssd300", "scb", "", 1))
+    assert headline["max_iter"] == config["train"]["shapes"]["max_iter"] != config["train"]["defaults"]["max_iter"]
+    assert train_config(config, Run("voc", "ssd300", "scb"))["max_iter"] == config["train"]["defaults"]["max_iter"]
+    config["train"]["shapez"] = {"max_iter": 5}
+    with pytest.raises(ValueError, match=r"train.shapez: neither a section .* nor a dataset of `data` \(voc, coco, sh"):
+        check_train_block(config)
+    config["data"]["other"] = {**shapes, "toy": {**shapes["toy"], "seed": 9}}
+    with pytest.raises(ValueError, match=r"data.other: root 'results/data/shapes' holds another toy dataset"):
+        toy_datasets(config)

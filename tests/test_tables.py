@@ -124,3 +124,15 @@ def test_a_comparison_table_names_the_recipe_its_runs_trained_by(tmp_path):
     assert {c["recipe"] for c in cells} == {"authors"}
     assert "trained and tested by the authors recipe" in (tmp_path / "out" / "mine-ssd300.md").read_text()
     assert "(recipe: authors)" in (tmp_path / "out" / "mine-ssd300.tex").read_text()
+
+
+def test_the_summary_opens_with_the_comparisons_and_labels_the_smoke_tables(tmp_path):
+    spec = load_table_spec(REPO_TABLES / "table1.yaml")
+    render(spec, tmp_path, 1, tmp_path / "out", REPO_TABLES / "templates", toy=True)
+    headline = tmp_path / "shapes-ssd300.md"
+    headline.write_text("## ssd300 on shapes: the scale-balanced loss against the unweighted one\n\n| a |\n")
+    text = summary([tmp_path / "out" / "table1.csv"], toy=True, comparisons=[headline])
+    assert text.index("## ssd300 on shapes") < text.index("## The paper's tables") < text.index("| table1 |")
+    assert "**Smoke runs**" in text and "The comparison above is the toy run's result." in text
+    assert "**Smoke run**" in (tmp_path / "out" / "table1.md").read_text()
+    assert "## The paper's tables" not in summary([tmp_path / "out" / "table1.csv"], toy=False)

@@ -101,16 +101,22 @@ def test_toy_pipeline_renders_every_table_with_numbers(toy_pipeline):
     assert "not run" not in (results / "tables" / "table2.md").read_text()
     summary = (results / "tables" / "summary.md").read_text()
     assert re.search(r"\| \*\*all\*\* \| \| \*\*\d+ / \d+\*\* \|", summary)
+    # the headline first: SSD300 with and without the scale-balanced loss on the toy shapes, three seeds each
+    headline = (results / "tables" / "shapes-ssd300.md").read_text().strip()
+    assert summary.index(headline) < summary.index("## The paper's tables") < summary.index("| table1 |")
+    assert "mean ± std over 3 seed(s)" in headline and "**Smoke runs**" in summary
+    cells = pd.read_csv(results / "tables" / "shapes-ssd300.csv")
+    assert set(cells["row"]) == {"none", "scb"} and (cells["seeds"] == 3).all()
 
 
 def test_toy_pipeline_draws_figures_and_curves(toy_pipeline):
     results, config_file = toy_pipeline
     matching = sorted((results / "figures" / "matching").glob("*.png"))
-    assert len(matching) == 10  # 3 VOC + 6 COCO dataset x model pairs trained, and Fig. 1's augmented one
+    assert len(matching) == 11  # 3 VOC + 6 COCO + the headline's dataset x model pairs, and Fig. 1's augmented one
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in matching)
     stats = pd.read_csv(results / "figures" / "matching" / "voc-ssd300-trainval.csv")
     assert set(stats["bucket"]) == {"small", "medium", "large"} and (stats["matches"] >= 0).all()
-    assert len(list((results / "figures" / "curves").glob("*.png"))) == 22  # every run of Tables 1-9
+    assert len(list((results / "figures" / "curves").glob("*.png"))) == 22 + 6  # Tables 1-9's runs, the headline's
 
 
 def test_second_invocation_has_nothing_to_do(toy_pipeline):
@@ -127,10 +133,10 @@ def test_report_gathers_tables_and_figures(toy_pipeline, tmp_path):
     with zipfile.ZipFile(tmp_path / "report.zip") as report:
         names = {PurePosixPath(name).name for name in report.namelist()}
     results, _ = toy_pipeline
-    expected = {f"table{n}.csv" for n in range(1, 10)} | {"summary.md"}
-    # 10 matching-statistics figures, 9 show-matching figures, 22 training curves
+    expected = {f"table{n}.csv" for n in range(1, 10)} | {"shapes-ssd300.csv", "summary.md"}
+    # 11 matching-statistics figures, 10 show-matching figures, 28 training curves
     expected |= {p.name for p in (results / "figures").rglob("*.png")}
-    assert len(expected) == 10 + 10 + 9 + 22 and expected <= names, sorted(expected - names)
+    assert len(expected) == 11 + 11 + 10 + 28 and expected <= names, sorted(expected - names)
     assert "report.html" in names
 
 
@@ -148,7 +154,7 @@ def test_tables_render_from_imported_metrics_without_training(toy_pipeline, tmp_
     code, output = _snakemake("--cores", "1", "--configfile", str(tmp_path / "import.yaml"))
     assert code == 0, output[-3000:]
     counts = _job_counts(output)
-    assert counts["table"] == 9 and not {"train", "evaluate", "match_stats", "toy_data"} & set(counts)
+    assert counts["table"] == 10 and not {"train", "evaluate", "match_stats", "toy_data", "custom_data"} & set(counts)
     for number in range(5, 10):  # the COCO tables do not use the missing VOC run
         pd.testing.assert_frame_equal(
             pd.read_csv(tmp_path / "elsewhere" / "tables" / f"table{number}.csv"),

@@ -186,7 +186,7 @@ def _tables_summary(args: argparse.Namespace) -> int:
     from .atomic import write_text
     from .tables import summary
 
-    write_text(Path(args.out), summary([Path(p) for p in args.csv], args.toy))
+    write_text(Path(args.out), summary([Path(p) for p in args.csv], args.toy, [Path(p) for p in args.comparison]))
     print(Path(args.out).read_text())
     return 0
 
@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     summarize.add_argument("csv", nargs="+")
     summarize.add_argument("--out", required=True)
     summarize.add_argument("--toy", action="store_true")
+    summarize.add_argument(
+        "--comparison", action="append", default=[], help="a comparison table's Markdown, shown first (repeatable)"
+    )
     summarize.set_defaults(handler=_tables_summary)
 
     curves = commands.add_parser("curves", help="plot a run's training curves")

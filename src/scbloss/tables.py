@@ -152,14 +152,21 @@ def render(spec: dict, runs_dir: Path, seeds: int, out_dir: Path, templates: Pat
     return cells
 
 
-def summary(csv_files: list[Path], toy: bool) -> str:
-    """Markdown: per table and overall, cells within tolerance / cells compared, and rows not run."""
+def summary(csv_files: list[Path], toy: bool, comparisons: list[Path] = ()) -> str:
+    """Markdown: the comparison tables first (``comparisons``, rendered Markdown: the toy run's headline), then per
+    paper table and overall, cells within tolerance / cells compared, and rows not run."""
     frames = [pd.read_csv(path) for path in csv_files]
     lines = ["# Reproduction summary", ""]
+    for path in comparisons:
+        lines += [Path(path).read_text().strip(), ""]
+    if comparisons:
+        lines += ["## The paper's tables", ""]
     if toy:
         lines += [
-            "Reproduced on the generated toy dataset: the paper's numbers are shown for reference and are not "
-            "expected to match; nothing fails on a difference.",
+            "**Smoke runs**: the paper's tables reproduced on the generated toy dataset, each detector trained only "
+            "long enough for every job of the DAG to run. Their numbers mean nothing; the paper's are shown for "
+            "reference and are not expected to match, and nothing fails on a difference."
+            + (" The comparison above is the toy run's result." if comparisons else ""),
             "",
         ]
     lines += [

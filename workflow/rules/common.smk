@@ -24,6 +24,7 @@ pipeline.expose_workflow_package(os.path.join(workflow.basedir, "src"))
 pipeline.expose_detector_modules(config["detector_modules"])
 
 RESULTS = config["results"]
+experiments.check_train_block(config)
 SPECS = experiments.table_specs(config, os.path.join(workflow.basedir, "workflow", "schemas", "table.schema.yaml"))
 SEEDS = config["seeds"]
 TABLE_RUNS = experiments.runs_for_tables(SPECS, SEEDS)
@@ -37,6 +38,7 @@ RUNS_DIR = IMPORTED or f"{RESULTS}/runs"
 FIGURES = [] if IMPORTED else experiments.figure_entries(config, TABLE_RUNS)  # not again for a first stage
 SHOW_MATCHING = {} if IMPORTED else {e["name"]: e for e in experiments.show_matching_entries(config, TABLE_RUNS)}
 TOY = all(config["data"][family]["source"] == "toy" for family in ("voc", "coco") if family in config["data"])
+TOY_DATASETS = experiments.toy_datasets(config)  # folder -> size and seed, for rule toy_data
 COMPARISONS = {spec["id"] for spec in SPECS if spec["kind"] == "comparison"}  # your datasets' tables
 PAPER_TABLES = [spec for spec in SPECS if spec["id"] not in COMPARISONS]
 CUSTOM = [family for family, source in config["data"].items() if source.get("layout")]  # your own datasets
@@ -58,16 +60,20 @@ def run_file(name, run="{run}"):
 def dataset_marker(family):
     """A file that exists once a dataset family is ready to read (your own datasets: once checked)."""
     source = config["data"][family]
-    if source["source"] == "toy":
-        return f"{source['root']}/toy.json"
+    if source["source"] == "toy" and family not in CUSTOM:
+        return toy_marker(source["root"])
     return f"{RESULTS}/data/{family}.ready"
 
 
-def toy_marker():
-    """The toy dataset's marker: where a toy-sourced family puts it (both toy families share one folder)."""
-    toy = [source["root"] for source in config["data"].values() if source["source"] == "toy"]
-    folder = toy[0] if toy else f"{RESULTS}/data/toy"
-    return f"{folder}/toy.json"
+def toy_marker(root):
+    """The file `scbloss data toy` writes last in a toy dataset's folder."""
+    return f"{root}/toy.json"
+
+
+def custom_data_input(family):
+    """What a dataset of yours is checked from: nothing but its folder, or the toy data generated into it."""
+    source = config["data"][family]
+    return [toy_marker(source["root"])] if source["source"] == "toy" else []
 
 
 def table_spec_file(table):
@@ -83,7 +89,7 @@ def table_metrics(spec):
     files = {
         experiments.metrics_path(RUNS_DIR, experiments.row_run(spec, row, seed).id, spec["split"])
         for row in spec["rows"]
-        for seed in range(SEEDS)
+        for seed in range(experiments.table_seeds(spec, SEEDS))
     }
     if IMPORTED:
         files = {path for path in files if os.path.exists(path)}

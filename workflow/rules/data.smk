@@ -3,16 +3,17 @@
 
 rule toy_data:
     output:
-        toy_marker(),
+        toy_marker("{toy_root}"),
     log:
-        f"{RESULTS}/logs/data/toy.log",
+        f"{RESULTS}/logs/data/toy-{{toy_root}}.log",
+    wildcard_constraints:
+        toy_root="|".join(re.escape(root) for root in TOY_DATASETS) or "no-toy-data",
     conda:
         ENV
     params:
-        root=lambda wildcards, output: os.path.dirname(output[0]),
-        toy=config["toy"],
+        toy=lambda w: TOY_DATASETS[w.toy_root],
     shell:
-        "python -m scbloss data toy --out {params.root} --images {params.toy[train_images]} "
+        "python -m scbloss data toy --out {wildcards.toy_root} --images {params.toy[train_images]} "
         "--test-images {params.toy[test_images]} --seed {params.toy[seed]} > {log} 2>&1"
 
 
@@ -39,6 +40,8 @@ rule real_data:
 
 rule custom_data:
     # Your own dataset: both splits read whole and every image decoded; any problem stops the DAG here, named.
+    input:
+        lambda w: custom_data_input(w.family),
     output:
         f"{RESULTS}/data/{{family}}.ready",
     log:

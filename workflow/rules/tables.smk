@@ -24,7 +24,7 @@ rule table:
         ENV
     params:
         runs_dir=RUNS_DIR,
-        seeds=SEEDS,
+        seeds=lambda w: experiments.table_seeds(next(s for s in SPECS if s["id"] == w.table), SEEDS),
         templates=lambda w, input: os.path.dirname(input.templates[0]),
         toy="--toy" if TOY and not IMPORTED else "",
     shell:
@@ -47,8 +47,10 @@ rule comparison_spec:
 
 
 rule summary:
+    # The comparisons of your datasets first (the toy run's headline), then how the paper's tables compare.
     input:
-        [f"{RESULTS}/tables/{spec['id']}.csv" for spec in PAPER_TABLES],
+        tables=[f"{RESULTS}/tables/{spec['id']}.csv" for spec in PAPER_TABLES],
+        comparisons=[f"{RESULTS}/tables/{table}.md" for table in sorted(COMPARISONS)],
     output:
         report(f"{RESULTS}/tables/summary.md", caption="../report/summary.rst", category="Tables"),
     log:
@@ -57,8 +59,9 @@ rule summary:
         ENV
     params:
         toy="--toy" if TOY and not IMPORTED else "",
+        comparisons=lambda w, input: " ".join(f"--comparison {path}" for path in input.comparisons),
     shell:
-        "python -m scbloss tables summary {input} --out {output} {params.toy} > {log} 2>&1"
+        "python -m scbloss tables summary {input.tables} {params.comparisons} --out {output} {params.toy} > {log} 2>&1"
 
 
 rule plan:

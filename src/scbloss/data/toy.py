@@ -23,6 +23,7 @@ TOY_CATEGORY_IDS = [1, 3, 5, 7]  # deliberately not contiguous, as COCO's are no
 _COLOURS = {"disc": (225, 50, 50), "square": (50, 120, 235), "triangle": (240, 205, 30), "cross": (40, 190, 80)}
 _SIZES = {"small": (10, 28), "medium": (36, 90), "large": (100, 200)}  # side in px; 28^2 < 32^2 < 36^2
 _SIZE_MIX = (("small", 0.35), ("medium", 0.40), ("large", 0.25))
+_TOY_SPLITS = {"trainval": "train2017", "test": "val2017"}  # the VOC layout's split -> the COCO layout's
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,18 @@ def _coco_json(entries: list[tuple[int, str, int, int, list[dict]]]) -> dict:
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
+def toy_folders(root: str, layout: str) -> dict:
+    """Where :func:`generate_toy` writes one layout, as a dataset-of-yours entry names it: ``path`` (VOC) or the
+    ``annotations`` and ``images`` of each split (COCO)."""
+    if layout == "voc":
+        return {"path": f"{root}/VOCdevkit/VOC2007"}
+    splits = _TOY_SPLITS.values()
+    return {
+        "annotations": {split: f"{root}/coco/annotations/instances_{split}.json" for split in splits},
+        "images": {split: f"{root}/coco/{split}" for split in splits},
+    }
+
+
 def generate_toy(out: Path, config: ToyConfig = ToyConfig()) -> Path:
     """Write the toy dataset under ``out`` (VOCdevkit/VOC2007 and coco/), atomically: staged, then renamed."""
     out = Path(out)
@@ -169,7 +182,10 @@ def generate_toy(out: Path, config: ToyConfig = ToyConfig()) -> Path:
     for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (voc / folder).mkdir(parents=True)
     rng = np.random.default_rng(config.seed)
-    splits = {"trainval": ("train2017", config.train_images), "test": ("val2017", config.test_images)}
+    splits = {
+        voc_split: (coco_split, config.train_images if voc_split == "trainval" else config.test_images)
+        for voc_split, coco_split in _TOY_SPLITS.items()
+    }
     image_id = 0
     for voc_split, (coco_split, count) in splits.items():
         (staging / "coco" / coco_split).mkdir(parents=True)
@@ -195,4 +211,4 @@ def generate_toy(out: Path, config: ToyConfig = ToyConfig()) -> Path:
     return out
 
 
-__all__ = ["TOY_CLASSES", "TOY_CATEGORY_IDS", "ToyConfig", "generate_toy", "render_image"]
+__all__ = ["TOY_CLASSES", "TOY_CATEGORY_IDS", "ToyConfig", "generate_toy", "render_image", "toy_folders"]

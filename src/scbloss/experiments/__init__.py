@@ -16,14 +16,25 @@ from .matrix import (
     row_run,
     runs_for_tables,
     show_matching_entries,
+    table_seeds,
     with_earlier_stages,
 )
 from .planning import gpu_hours, gpus_per_run, plan, training_rate
-from .run_config import checked_train_config, dataset_entry, dataset_layout, test_split, train_config, train_split
+from .run_config import (
+    check_train_block,
+    checked_train_config,
+    dataset_entry,
+    dataset_layout,
+    test_split,
+    toy_datasets,
+    train_config,
+    train_split,
+)
 from .specs import TableSpecError, comparison_specs, load_table_spec, table_specs
 
 __all__ = [
     "Run",
+    "check_train_block",
     "checked_train_config",
     "TableSpecError",
     "comparison_specs",
@@ -40,8 +51,10 @@ __all__ = [
     "row_run",
     "runs_for_tables",
     "show_matching_entries",
+    "table_seeds",
     "table_specs",
     "test_split",
+    "toy_datasets",
     "train_config",
     "train_split",
     "with_earlier_stages",

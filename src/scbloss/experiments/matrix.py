@@ -40,9 +40,16 @@ def row_run(spec: dict, row: dict, seed: int = 0) -> Run:
     return Run(spec["dataset"], run["model"], run["weighting"], run.get("variant", ""), seed, run.get("recipe", ""))
 
 
+def table_seeds(spec: dict, seeds: int) -> int:
+    """The seeds a table's rows run: its own (a comparison's ``seeds``), else the config's ``seeds``."""
+    return spec.get("seeds", seeds)
+
+
 def runs_for_tables(specs: list[dict], seeds: int) -> list[Run]:
     """Distinct runs the tables need (each seed a run), in a stable order."""
-    return sorted({row_run(spec, row, seed) for spec in specs for row in spec["rows"] for seed in range(seeds)})
+    return sorted(
+        {row_run(spec, row, seed) for spec in specs for row in spec["rows"] for seed in range(table_seeds(spec, seeds))}
+    )
 
 
 def earlier_stage(config: dict, run: Run) -> Run | None:
@@ -118,4 +125,5 @@ __all__ = [
     "row_run",
     "runs_for_tables",
     "show_matching_entries",
+    "table_seeds",
 ]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from .. import paths
 from ..data.prepare import dataset_dir
 from ..data.registry import dataset_spec, kind_of
+from ..data.toy import toy_folders
 from ..recipes import RECIPES
 
 if TYPE_CHECKING:  # the matrix's figure entries read the splits here
@@ -27,8 +28,38 @@ def _merge(base: dict, override: dict | None) -> dict:
 
 
 def _custom(config: dict, family: str) -> dict | None:
+    """A dataset of yours as the readers take it (a generated toy one with its folders filled in); None for the
+    paper's families."""
     source = config["data"][family]
-    return source if source.get("layout") else None
+    if not source.get("layout"):
+        return None
+    if source["source"] == "toy":
+        return {**toy_folders(source["root"], source["layout"]), **source}
+    return source
+
+
+def toy_datasets(config: dict) -> dict[str, dict]:
+    """The folders ``scbloss data toy`` writes for this config -> the size and seed of each: the paper families' shared
+    one (``toy``) and each toy dataset of yours (its own ``toy``)."""
+    folders = {}
+    for family, source in config["data"].items():
+        if source["source"] != "toy":
+            continue
+        size = source.get("toy", {}) if source.get("layout") else config.get("toy", {})
+        if folders.setdefault(source["root"], size) != size:
+            raise ValueError(f"data.{family}: root {source['root']!r} holds another toy dataset, of another size")
+    return folders
+
+
+def check_train_block(config: dict) -> None:
+    """Every key of ``train`` besides its own sections names a dataset of the config (its values override)."""
+    sections = {"defaults", "models", "stages", "recipes"}
+    for key in config.get("train", {}):
+        if key not in sections and key not in config["data"]:
+            raise ValueError(
+                f"train.{key}: neither a section ({', '.join(sorted(sections))}) nor a dataset of `data` "
+                f"({', '.join(config['data'])})"
+            )
 
 
 def dataset_kind(config: dict, family: str) -> str:
@@ -57,7 +88,7 @@ def test_split(config: dict, family: str) -> str:
 
 def dataset_entry(config: dict, family: str, split: str) -> dict:
     """The `dataset` of a train config (and the reader's arguments) for one split of a dataset family."""
-    source = config["data"][family]
+    source = _custom(config, family) or config["data"][family]
     kind = dataset_kind(config, family)
     if kind == kind_of("voc", "yours"):
         entry = {"kind": kind, "root": source["path"], "split": split}
@@ -132,6 +163,7 @@ def checked_train_config(config: dict, run: Run) -> dict:
 
 
 __all__ = [
+    "check_train_block",
     "checked_train_config",
     "dataset_entry",
     "dataset_kind",
@@ -139,5 +171,6 @@ __all__ = [
     "run_recipe",
     "test_split",
     "train_config",
+    "toy_datasets",
     "train_split",
 ]

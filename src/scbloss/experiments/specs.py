@@ -130,6 +130,7 @@ def comparison_specs(config: dict) -> list[dict]:
                     "dataset": family,
                     "split": test_split(config, family),
                     "baseline": entry["weightings"][0],
+                    "seeds": entry.get("seeds", config.get("seeds", 1)),
                     "columns": [{"key": key, "label": key} for key in main + recall],
                     "rows": [{"label": w, "run": {"model": model, "weighting": w}} for w in entry["weightings"]],
                 }
