@@ -180,3 +180,69 @@ def pixel_half_images_per_s(root: Path, size: int, batch: int, repeats: int, dev
         candidates[f"kornia {kornia.__version__}"] = with_kornia
     # one warm-up call: kernels, nvJPEG handles
     return {name: batch / _seconds_per_call(run, 1, repeats, device) for name, run in candidates.items()}
+
+
+def photometric_images_per_s(batch: int, repeats: int, device: torch.device) -> dict[str, tuple[float, float]]:
+    """The photometric distortion of a batch of VOC-sized images (375-500 px a side, float [0, 1]), every step drawn
+    for every image: torchvision's kernels image by image (the reference), ours batched
+    (:func:`photometric_batch`), and kornia's batched ops with the same injected factors, where installed.
+    {name: (images/s, largest |difference| to the reference over each image's own pixels)}. kornia's contrast
+    averages over the padded tensor and its hue works in its own HSV (radians), hence its difference."""
+    from scbloss.data.device_augment import photometric
+    from scbloss.data.photometric_batch import pad_batch, photometric_batch
+
+    generator = torch.Generator().manual_seed(0)
+    sizes = [(375 + (i * 37) % 126, 500 - (i * 53) % 126) for i in range(batch)]
+    images = [torch.rand(3, h, w, generator=generator).to(device) for h, w in sizes]
+    params = [
+        dict(
+            brightness_factor=0.875 + 0.25 * (i % 5) / 4,
+            contrast_factor=0.5 + (i % 7) / 6,
+            contrast_before=i % 2 == 0,
+            saturation_factor=0.5 + (i % 3) / 2,
+            hue_factor=-0.05 + 0.1 * (i % 4) / 3,
+            channel_permutation=[[0, 1, 2], [2, 0, 1], [1, 2, 0]][i % 3],
+        )
+        for i in range(batch)
+    ]
+    padded, mask = pad_batch(images)
+    candidates = {
+        "torchvision, image by image": lambda: [photometric(image, p) for image, p in zip(images, params)],
+        "ours, batched (photometric_batch)": lambda: photometric_batch(padded, mask, params),
+    }
+    try:
+        import kornia
+    except ImportError:
+        kornia = None
+    if kornia is not None:
+        E = kornia.enhance
+
+        def factor(key, default=1.0, when=None):
+            values = [p[key] if when is None or when(p) else default for p in params]
+            return torch.tensor(values, device=device)
+
+        order = torch.tensor([p["channel_permutation"] for p in params], device=device).view(-1, 3, 1, 1)
+
+        def with_kornia():
+            x = E.adjust_brightness_accumulative(padded, factor("brightness_factor"))
+            x = E.adjust_contrast_with_mean_subtraction(
+                x, factor("contrast_factor", 1.0, lambda p: p["contrast_before"])
+            )
+            x = E.adjust_saturation_with_gray_subtraction(x, factor("saturation_factor"))
+            x = E.adjust_hue(x, factor("hue_factor") * 2 * torch.pi)
+            x = E.adjust_contrast_with_mean_subtraction(
+                x, factor("contrast_factor", 1.0, lambda p: not p["contrast_before"])
+            )
+            return x.gather(1, order.expand_as(x))
+
+        candidates[f"kornia {kornia.__version__}, batched, injected factors"] = with_kornia
+    reference = candidates["torchvision, image by image"]()
+    results = {}
+    for name, run in candidates.items():
+        out = run()
+        difference = max(
+            float((out[i][:, : image.shape[-2], : image.shape[-1]] - reference[i]).abs().max())
+            for i, image in enumerate(images)
+        )
+        results[name] = (batch / _seconds_per_call(run, 1, repeats, device), difference)
+    return results

@@ -6,11 +6,12 @@ very transforms of the CPU pipeline (:func:`~scbloss.data.transforms.train_trans
 consume the random-number generator exactly as the CPU pipeline does and transform the real boxes, so for a given
 (seed, epoch, index) both paths draw the same parameters and produce the same boxes (the min-IoU crop's trial loop
 is torchvision's arithmetic redone in NumPy, :func:`iou_crop_params`: equal to the bit, five times cheaper).
-The device then decodes the batch (``torchvision.io.decode_jpeg``, on the GPU when training there) and, image by
-image, applies the photometric distortion with torchvision's own kernels (to the whole image in SSD's order, to
-the crop in PytorchSSD's), cuts the drawn field out of the image with the fill colour where it reaches beyond
-(zoom-out / expand), and resizes it by the drawn interpolation with the CPU pipeline's own function
-(:func:`~scbloss.data.transforms.resize_pixels`), flipping after the resize (SSD) or before it (PytorchSSD).
+The device then decodes the batch (``torchvision.io.decode_jpeg``, on the GPU when training there), applies the
+photometric distortion to the whole batch at once with torchvision's arithmetic (:mod:`.photometric_batch`; to
+the whole image in SSD's order, to the crop in PytorchSSD's) and, image by image, cuts the drawn field out of the
+image with the fill colour where it reaches beyond (zoom-out / expand), and resizes it by the drawn interpolation
+with the CPU pipeline's own function (:func:`~scbloss.data.transforms.resize_pixels`), flipping after the resize
+(SSD) or before it (PytorchSSD).
 
 Differences to the CPU pipeline (listed in docs/conventions.md): the device works in float where the CPU pipeline
 rounds to uint8 after each photometric step (both round the resized image to 0-255 levels, as OpenCV does);
@@ -32,6 +33,7 @@ from torchvision.transforms.v2 import functional as F
 
 from .authors_augment import AuthorsDraws, apply_authors_batch
 from .image_cache import ImageCache
+from .photometric_batch import pad_batch, photometric_batch
 from .pytorchssd_augment import PytorchSSDDraws, pytorchssd_transform
 from .records import DatasetError, size_mismatch, undecodable
 from .transforms import RandomInterpolationResize, fill_colour, normalization, resize_pixels, train_transform
@@ -270,23 +272,46 @@ def _field(pixels: torch.Tensor, field: tuple[int, int, int, int], fill: torch.T
 
 def augment_one(image: torch.Tensor, drawn: DrawnAugmentation | PytorchSSDDraws, size: int, fill: torch.Tensor):
     """One decoded uint8 image [3, H, W] through its draws: float [3, size, size] in [0, 1] (``fill`` [3, 1, 1] the
-    zoom-out / expand colour in [0, 1])."""
+    zoom-out / expand colour in [0, 1]). The per-image reference of :func:`augment_batch`."""
+    pixels = _before_distortion(image, drawn)
+    if drawn.photometric is not None:
+        pixels = photometric(pixels, drawn.photometric)
+    return _after_distortion(pixels, drawn, size, fill)
+
+
+def _before_distortion(image: torch.Tensor, drawn) -> torch.Tensor:
+    """Float [0, 1] pixels the distortion sees: the image (SSD's order) or its crop (PytorchSSD's)."""
     pixels = image.float() / 255
-    if isinstance(drawn, PytorchSSDDraws):  # crop, distort the crop, expand, flip, resize
+    if isinstance(drawn, PytorchSSDDraws):
         x0, y0, x1, y1 = drawn.crop
         pixels = pixels[:, y0:y1, x0:x1]
-        if drawn.photometric is not None:
-            pixels = photometric(pixels, drawn.photometric)
+    return pixels
+
+
+def _after_distortion(pixels: torch.Tensor, drawn, size: int, fill: torch.Tensor) -> torch.Tensor:
+    if isinstance(drawn, PytorchSSDDraws):  # crop (done), distort (done), expand, flip, resize
+        x0, y0, x1, y1 = drawn.crop
         left, top, right, bottom = drawn.padding
         pixels = _field(pixels, (-left, -top, x1 - x0 + right, y1 - y0 + bottom), fill)
         if drawn.flip:
             pixels = pixels.flip(-1)
         return resize_pixels(pixels * 255, size, drawn.interpolation) / 255
-    # SSD's: distort the image, zoom out and crop (the field), resize, flip
-    out = resize_pixels(
-        _field(photometric(pixels, drawn.photometric), drawn.field, fill) * 255, size, drawn.interpolation
-    )
+    # SSD's: distort the image (done), zoom out and crop (the field), resize, flip
+    out = resize_pixels(_field(pixels, drawn.field, fill) * 255, size, drawn.interpolation)
     return (out.flip(-1) if drawn.flip else out) / 255
+
+
+def _distort_batch(pixels: list[torch.Tensor], draws: list) -> list[torch.Tensor]:
+    """Each image's drawn distortion, the whole batch in one kernel per step (:mod:`.photometric_batch`)."""
+    chosen = [i for i, d in enumerate(draws) if d.photometric is not None]
+    if not chosen:
+        return pixels
+    batch, mask = pad_batch([pixels[i] for i in chosen])
+    out = photometric_batch(batch, mask, [draws[i].photometric for i in chosen])
+    pixels = list(pixels)
+    for row, i in enumerate(chosen):
+        pixels[i] = out[row, :, : pixels[i].shape[-2], : pixels[i].shape[-1]]
+    return pixels
 
 
 def augment_batch(
@@ -307,7 +332,9 @@ def augment_batch(
         return out.contiguous(memory_format=memory_format)
     mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in normalize)
     fill = torch.tensor(fill_colour(normalize), device=device, dtype=torch.float32).view(3, 1, 1) / 255
-    out = torch.stack([augment_one(image, sample.drawn, size, fill) for image, sample in zip(images, samples)])
+    draws = [sample.drawn for sample in samples]
+    pixels = _distort_batch([_before_distortion(image, d) for image, d in zip(images, draws)], draws)
+    out = torch.stack([_after_distortion(p, d, size, fill) for p, d in zip(pixels, draws)])
     out = (out - mean) / std
     return out.contiguous(memory_format=memory_format)
 
