@@ -1,8 +1,11 @@
 """How a run computes on its device: autocast dtype, loss scaling, memory format, compilation.
 
 ``auto`` is what keeps a GPU busiest while staying safe: bf16 autocast with channels_last where the GPU has bf16
-(Ampere and later), fp16 autocast with a GradScaler on older GPUs, plain fp32 on the CPU; and torch.compile of
-the model (the loss, with its per-image object counts, stays eager) on CUDA.
+(Ampere and later), fp16 autocast with a GradScaler on older GPUs, plain fp32 on the CPU; and on CUDA torch.compile
+with CUDA graphs (``mode="reduce-overhead"``), which the fixed-shape loss (detection/loss.py) makes possible.
+
+``compile``: ``auto`` (CUDA graphs on CUDA, eager on the CPU), ``true`` (compiled, no CUDA graphs), ``false``
+(eager).
 """
 
 from __future__ import annotations
@@ -19,13 +22,19 @@ class Precision:
     scale_loss: bool  # fp16 needs a GradScaler; bf16 has fp32's range
     channels_last: bool
     compile: bool
+    compile_mode: str | None = None  # torch.compile's mode: "reduce-overhead" captures CUDA graphs; None: default
+
+    def compiled(self, fn):
+        """``fn`` (a module or a function) compiled as these settings say, or ``fn`` itself when eager."""
+        return torch.compile(fn, mode=self.compile_mode) if self.compile else fn
 
     @property
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def describe(self) -> str:
-        return f"precision {self.name}, channels_last {self.channels_last}, compiled {self.compile}"
+        graphs = ", CUDA graphs" if self.compile_mode == "reduce-overhead" else ""
+        return f"precision {self.name}, channels_last {self.channels_last}, compiled {self.compile}{graphs}"
 
 
 def resolve(precision: str, compile: str, device: torch.device) -> Precision:
@@ -37,7 +46,10 @@ def resolve(precision: str, compile: str, device: torch.device) -> Precision:
         raise ValueError("precision fp16 needs a CUDA device (the CPU has no fp16 loss scaling); use bf16 or fp32")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
     compiled = cuda if compile == "auto" else compile == "true"
-    return Precision(precision, dtype, precision == "fp16", channels_last=precision == "bf16", compile=compiled)
+    mode = "reduce-overhead" if cuda and compile == "auto" else None
+    return Precision(
+        precision, dtype, precision == "fp16", channels_last=precision == "bf16", compile=compiled, compile_mode=mode
+    )
 
 
 def configure_device(device: torch.device) -> None:
