@@ -177,3 +177,25 @@ def test_compile_auto_means_cuda_graphs_on_cuda_and_eager_on_the_cpu():
     assert not resolve("fp32", "false", cuda).compile and not resolve("fp32", "auto", cpu).compile
     module = torch.nn.Linear(2, 1)
     assert resolve("fp32", "auto", cpu).compiled(module) is module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ssd300", "refinedet320"])
+def test_model_and_loss_trace_as_one_graph(name):
+    """Dynamo captures network + padded loss as one graph with no break (no .item(), nonzero or branch on a value);
+    about 5 s (SSD300) and 10 s (RefineDet320) on a 2-core CPU. Inductor code generation is not run here."""
+    from scbloss.detection.loss import PaddedTargets
+    from scbloss.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, 21, 0.0625, "voc", batch_norm=True)
+    criterion = build_criterion(name, "scb")
+    size = model.layout.image_size
+    images = torch.randn(2, 3, size, size)
+    padded = criterion.pad(model(images), model, _pixel_batch(torch.Generator().manual_seed(2), 2, size, 3))
+
+    def step(images, boxes, labels, valid):
+        return total_loss(criterion.padded(model(images), model, PaddedTargets(boxes, labels, valid)))
+
+    explanation = torch._dynamo.explain(step)(images, *padded)
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
