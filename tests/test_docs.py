@@ -158,7 +158,8 @@ RUN: list[tuple[str, str, Run]] = [
 NOT_RUN: dict[tuple[str, str], str] = {
     (
         "README.md",
-        "bash tests/slurm/cluster.sh install && bash tests/container/build.sh install && python3 -m venv .venv && "
+        "bash tests/slurm/cluster.sh install && bash tests/container/build.sh install && "
+        "bash tests/report/browser.sh install && python3 -m venv .venv && "
         ".venv/bin/pip install -c envs/requirements.txt -c envs/workflow.txt -e '.[test]' && .venv/bin/ruff check . "
         "&& .venv/bin/ruff format --check . && .venv/bin/snakefmt --check . && .venv/bin/pytest",
     ): "the test command: CI runs exactly this block as .ci/run (test_the_ci_entry_point_runs_the_readme_block "

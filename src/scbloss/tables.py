@@ -180,7 +180,7 @@ def summary(csv_files: list[Path], toy: bool, comparisons: list[Path] = ()) -> s
         not_run = int((frame["mean"].isna() & frame["static"].isna()).sum())
         total_within, total_compared = total_within + within, total_compared + len(compared)
         rows = frame.drop_duplicates("row")
-        ran = rows["recipe"].fillna("").astype(str) if "recipe" in rows else pd.Series(dtype=str)
+        ran = rows["recipe"].astype(object).fillna("").astype(str) if "recipe" in rows else pd.Series(dtype=str)
         recipes = ", ".join(f"{name} ({count})" for name, count in ran[ran != ""].value_counts().sort_index().items())
         lines.append(f"| {frame['table'].iloc[0]} | {recipes or '-'} | {within} / {len(compared)} | {not_run} |")
     lines.append(f"| **all** | | **{total_within} / {total_compared}** | |")
