@@ -141,13 +141,13 @@ def _device_draws(seeds):
 
 
 @pytest.mark.slow
-def test_over_5000_draws_the_distributions_agree_with_torchvisions():
+def test_over_2500_draws_the_distributions_agree_with_torchvisions():
     """Independent draws (different seeds) of the CPU pipeline on real pixels and of the workers' draws on a meta
     image: two-sample KS tests on zoom factor, crop scale, crop aspect ratio and kept-box count, p > 0.01.
-    (Two processes share the 10,000 draws.)"""
+    (Two processes share the 5,000 draws.)"""
     from concurrent.futures import ProcessPoolExecutor
 
-    draws = 5000
+    draws = 2500
     with ProcessPoolExecutor(max_workers=2) as pool:
         cpu = pool.submit(_cpu_draws, range(draws))
         device = pool.submit(_device_draws, range(draws, 2 * draws))

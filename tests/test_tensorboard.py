@@ -151,7 +151,7 @@ def test_a_resumed_training_shows_each_step_once(toy, tmp_path, monkeypatch):
     and TensorBoard, like metrics.csv, keeps it once."""
     from scbloss.detection.loss import MultiBoxLoss
 
-    original, calls = MultiBoxLoss.forward, []
+    original, calls = MultiBoxLoss.forward_padded, []
 
     def diverging_at_4(self, *args):
         calls.append(1)
@@ -160,7 +160,7 @@ def test_a_resumed_training_shows_each_step_once(toy, tmp_path, monkeypatch):
             out["loss_cls"] = out["loss_cls"] * float("nan")
         return out
 
-    monkeypatch.setattr(MultiBoxLoss, "forward", diverging_at_4)
+    monkeypatch.setattr(MultiBoxLoss, "forward_padded", diverging_at_4)  # what the training step calls
     config = _config(toy, max_iter=4, log_every=1, checkpoint_every=2)
     with pytest.raises(TrainingDiverged):
         train(config, tmp_path / "run")

@@ -242,7 +242,7 @@ def test_a_final_model_file_in_place_of_the_checkpoint_is_named(toy, tmp_path):
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(toy, tmp_path, monkeypatch):
     from scbloss.detection.loss import MultiBoxLoss
 
-    original = MultiBoxLoss.forward
+    original = MultiBoxLoss.forward_padded
     calls = []
 
     def poisoned(self, *args):
@@ -252,7 +252,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(toy, tmp_path, monk
             out["loss_cls"] = out["loss_cls"] * float("nan")
         return out
 
-    monkeypatch.setattr(MultiBoxLoss, "forward", poisoned)
+    monkeypatch.setattr(MultiBoxLoss, "forward_padded", poisoned)  # what the training step calls
     with pytest.raises(TrainingDiverged, match="non-finite loss at iteration 5"):
         train(config_from_dict(_config(toy, checkpoint_every=2)), tmp_path / "run")
     assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["iteration"] == 4
