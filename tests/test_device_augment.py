@@ -11,7 +11,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from scbloss.data.device_augment import ParameterDrawer, RawSample, augment_batch, iou_crop_params
+from scbloss.data.device_augment import ParameterDrawer, RawSample, augment_batch
+from scbloss.data.iou_crop import iou_crop_params
 from scbloss.data.loader import DetectionDataset, EncodedDetectionDataset, collate
 from scbloss.data.records import DetectionSet, ImageRecord
 from scbloss.data.transforms import IMAGENET_STD, train_transform

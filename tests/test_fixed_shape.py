@@ -179,6 +179,27 @@ def test_compile_auto_means_cuda_graphs_on_cuda_and_eager_on_the_cpu():
     assert resolve("fp32", "auto", cpu).compiled(module) is module
 
 
+def test_fastest_on_a_cpu_is_channels_last_and_bf16_only_with_bf16_instructions(tmp_path, monkeypatch):
+    from scbloss.engine import precision
+
+    with_bf16, without = tmp_path / "bf16", tmp_path / "avx2"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert precision.cpu_has_native_bf16(with_bf16) and not precision.cpu_has_native_bf16(without)
+    assert not precision.cpu_has_native_bf16(tmp_path / "absent")
+    cpu = torch.device("cpu")
+    for flags, name, dtype in ((True, "bf16", torch.bfloat16), (False, "fp32", None)):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda flags=flags: flags)
+        fastest = precision.resolve("fastest", "auto", cpu)
+        assert (fastest.name, fastest.autocast_dtype, fastest.channels_last, fastest.compile) == (
+            name,
+            dtype,
+            True,
+            False,
+        )
+    assert not precision.resolve("auto", "auto", cpu).channels_last  # auto stays exact fp32 on a CPU
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ssd300", "refinedet320"])
 def test_model_and_loss_trace_as_one_graph(name):

@@ -15,6 +15,7 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from scbloss import detectors
 from scbloss.data.device_augment import DrawnAugmentation, ParameterDrawer, RawSample, augment_batch
+from scbloss.data.iou_crop import RandomIoUCrop
 from scbloss.data.pytorchssd_augment import (
     EXPAND_PROB,
     Preproc,
@@ -101,7 +102,7 @@ def test_the_pipeline_is_pytorchssds_order():
     pipeline = pytorchssd_transform(300)
     kinds = [type(step) for step in pipeline.transforms]
     assert kinds[:6] == [
-        v2.RandomIoUCrop,
+        RandomIoUCrop,
         v2.RandomPhotometricDistort,
         PytorchSSDExpand,
         v2.RandomHorizontalFlip,

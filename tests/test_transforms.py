@@ -119,3 +119,16 @@ def test_loader_batches_are_independent_of_workers_and_resume_point(tmp_path):
         assert torch.equal(a, b) and all(torch.equal(x["boxes"], y["boxes"]) for x, y in zip(ta, tb))
     with pytest.raises(ValueError, match="batch size 8 exceeds the 6 training images"):
         IterationBatchSampler(6, 8, seed=1, stop=2)
+
+
+def test_the_training_pipeline_crops_as_torchvision_does():
+    """train_transform's min-IoU crop (data/iou_crop.py, its trial loop in NumPy) gives torchvision's images and
+    boxes, to the bit, for the same random state."""
+    ours = train_transform(300)
+    theirs = v2.Compose([v2.RandomIoUCrop() if type(t).__name__ == "RandomIoUCrop" else t for t in ours.transforms])
+    assert type(ours.transforms[2]) is not v2.RandomIoUCrop and type(theirs.transforms[2]) is v2.RandomIoUCrop
+    for seed in range(40):
+        (image, target), (their_image, their_target) = (
+            (torch.manual_seed(seed), pipeline(*_sample()))[1] for pipeline in (ours, theirs)
+        )
+        assert torch.equal(image, their_image) and torch.equal(target["boxes"], their_target["boxes"])

@@ -5,7 +5,7 @@ very transforms of the CPU pipeline (:func:`~scbloss.data.transforms.train_trans
 :func:`~scbloss.data.pytorchssd_augment.pytorchssd_transform`, PytorchSSD's) on a shape-only ("meta") image: they
 consume the random-number generator exactly as the CPU pipeline does and transform the real boxes, so for a given
 (seed, epoch, index) both paths draw the same parameters and produce the same boxes (the min-IoU crop's trial loop
-is torchvision's arithmetic redone in NumPy, :func:`iou_crop_params`: equal to the bit, five times cheaper).
+is torchvision's arithmetic redone in NumPy, :mod:`.iou_crop`, as in the CPU pipeline).
 The device then decodes the batch (``torchvision.io.decode_jpeg``, on the GPU when training there), applies the
 photometric distortion to the whole batch at once with torchvision's arithmetic (:mod:`.photometric_batch`; to
 the whole image in SSD's order, to the crop in PytorchSSD's) and, image by image, cuts the drawn field out of the
@@ -24,7 +24,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torchvision
 from torchvision import tv_tensors
@@ -72,51 +71,6 @@ def read_sample(record, drawn, index: int = -1) -> RawSample:
     return RawSample(data, str(record.file), record.height, record.width, drawn, index)
 
 
-def iou_crop_params(step: v2.RandomIoUCrop, flat_inputs: list) -> dict:
-    """``step.make_params(flat_inputs)`` to the bit, in a fifth of the time.
-
-    torchvision's loop runs about 80 trials per image, each a dozen tensor operations on two-element tensors: most
-    of a worker's time. This draws the same random numbers in the same order (the same ``torch`` calls) and
-    repeats its arithmetic in float32 NumPy scalars, so the crop and the kept boxes are torchvision's exactly
-    (tests/test_device_augment.py compares them over thousands of draws).
-    """
-    boxes = next(item for item in flat_inputs if isinstance(item, tv_tensors.BoundingBoxes))
-    orig_h, orig_w = boxes.canvas_size
-    xyxy = F.convert_bounding_box_format(
-        boxes.as_subclass(torch.Tensor), boxes.format, tv_tensors.BoundingBoxFormat.XYXY
-    )
-    xyxy = xyxy.numpy()
-    dtype = xyxy.dtype.type
-    cx, cy = dtype(0.5) * (xyxy[:, 0] + xyxy[:, 2]), dtype(0.5) * (xyxy[:, 1] + xyxy[:, 3])
-    areas = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
-    width, height = np.float32(orig_w), np.float32(orig_h)
-    while True:
-        min_overlap = step.options[int(torch.randint(low=0, high=len(step.options), size=(1,)))]
-        if min_overlap >= 1.0:
-            return {}
-        for _ in range(step.trials):
-            r = (step.min_scale + (step.max_scale - step.min_scale) * torch.rand(2)).numpy()
-            new_w, new_h = int(width * r[0]), int(height * r[1])
-            if not (step.min_aspect_ratio <= new_w / new_h <= step.max_aspect_ratio):
-                continue
-            r = torch.rand(2).numpy()
-            left, top = int(np.float32(orig_w - new_w) * r[0]), int(np.float32(orig_h - new_h) * r[1])
-            right, bottom = left + new_w, top + new_h
-            if left == right or top == bottom:
-                continue
-            inside = (left < cx) & (cx < right) & (top < cy) & (cy < bottom)
-            if not inside.any():
-                continue
-            crop = np.array([left, top, right, bottom], dtype=dtype)
-            kept = xyxy[inside]
-            wh = np.clip(np.minimum(kept[:, 2:], crop[2:]) - np.maximum(kept[:, :2], crop[:2]), 0, None)
-            inter = wh[:, 0] * wh[:, 1]
-            iou = inter / (areas[inside] + (crop[2] - crop[0]) * (crop[3] - crop[1]) - inter)
-            if iou.max() < dtype(min_overlap):
-                continue
-            return dict(top=top, left=left, height=new_h, width=new_w, is_within_crop_area=torch.from_numpy(inside))
-
-
 class ParameterDrawer:
     """Runs a recipe's CPU pipeline (``augmentation`` "ssd": :func:`train_transform`, "pytorchssd":
     :func:`pytorchssd_transform`) at ``size`` on a meta image (shape only) and real boxes, recording what it drew."""
@@ -144,11 +98,7 @@ class ParameterDrawer:
                     f"the device augmentation cannot apply {type(step).__name__}: add it to data/device_augment.py "
                     "or train with augment_on: cpu"
                 )
-            if isinstance(step, v2.RandomIoUCrop):
-                step.make_params = self._recording(
-                    "RandomIoUCrop", lambda inputs, step=step: iou_crop_params(step, inputs)
-                )
-            elif isinstance(step, self.RANDOM):
+            if isinstance(step, self.RANDOM):
                 name = next(kind.__name__ for kind in self.RANDOM if isinstance(step, kind))  # PytorchSSDExpand too
                 step.make_params = self._recording(name, step.make_params)
             if isinstance(step, v2.RandomPhotometricDistort):  # its pixels are the device's job

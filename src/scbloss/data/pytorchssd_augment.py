@@ -23,6 +23,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from .iou_crop import RandomIoUCrop
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, PYTORCHSSD_INTERPOLATIONS, RandomInterpolationResize, fill_colour
 
 EXPAND_PROB = 0.6  # train_test.py L126, given to preproc at L220-221 (data_augment.py L171-175); _expand's test L116
@@ -83,7 +84,7 @@ def pytorchssd_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Pre
     above = float(np.nextafter(np.float32(MIN_BOX_SIDE * size), np.float32(np.inf)))
     return Preproc(
         [
-            v2.RandomIoUCrop(),
+            RandomIoUCrop(),
             v2.RandomPhotometricDistort(p=0.5),
             PytorchSSDExpand(fill={tv_tensors.Image: mean_pixel, "others": 0}, p=EXPAND_PROB),
             v2.RandomHorizontalFlip(p=0.5),

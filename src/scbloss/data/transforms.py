@@ -10,6 +10,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from .iou_crop import RandomIoUCrop
+
 # torchvision's ImageNet statistics, matching the VGG16 / ResNet weights the backbones load.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -123,7 +125,7 @@ def train_transform(size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Trans
         [
             v2.RandomPhotometricDistort(p=0.5),
             v2.RandomZoomOut(fill={tv_tensors.Image: mean_pixel, "others": 0}, side_range=(1.0, 4.0), p=0.5),
-            v2.RandomIoUCrop(),
+            RandomIoUCrop(),
             v2.SanitizeBoundingBoxes(min_size=1.0),
             RandomInterpolationResize(size, CAFFE_INTERPOLATIONS),
             v2.RandomHorizontalFlip(p=0.5),

@@ -3,6 +3,9 @@
 ``auto`` is what keeps a GPU busiest while staying safe: bf16 autocast with channels_last where the GPU has bf16
 (Ampere and later), fp16 autocast with a GradScaler on older GPUs, plain fp32 on the CPU; and on CUDA torch.compile
 with CUDA graphs (``mode="reduce-overhead"``), which the fixed-shape loss (detection/loss.py) makes possible.
+``fastest`` is ``auto`` on a GPU; on a CPU it trades fp32's exact arithmetic for speed: bf16 autocast where the CPU
+computes bf16 natively (AVX512-BF16 or AMX), fp32 elsewhere, and channels_last either way (oneDNN's own layout:
+SSD300 at width 0.125 steps 18% faster in it on an AVX2 CPU, 2026-12-08).
 
 ``compile``: ``auto`` (CUDA graphs on CUDA, eager on the CPU), ``true`` (compiled, no CUDA graphs), ``false``
 (eager).
@@ -11,6 +14,7 @@ with CUDA graphs (``mode="reduce-overhead"``), which the fixed-shape loss (detec
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -37,10 +41,24 @@ class Precision:
         return f"precision {self.name}, channels_last {self.channels_last}, compiled {self.compile}{graphs}"
 
 
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); torch reports only whether oneDNN can run bf16
+    at all, emulated on any AVX-512 CPU (slower than fp32 there), hence the flags read here (Linux; False elsewhere)."""
+    try:
+        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve(precision: str, compile: str, device: torch.device) -> Precision:
     """The concrete settings for a device from the config's ``precision`` and ``compile`` (each may be 'auto')."""
     cuda = device.type == "cuda"
-    if precision == "auto":
+    if precision == "fastest" and not cuda:
+        name = "bf16" if cpu_has_native_bf16() else "fp32"
+        compiled = compile == "true"
+        return Precision(name, torch.bfloat16 if name == "bf16" else None, False, channels_last=True, compile=compiled)
+    if precision in ("auto", "fastest"):
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
     if precision == "fp16" and not cuda:
         raise ValueError("precision fp16 needs a CUDA device (the CPU has no fp16 loss scaling); use bf16 or fp32")
@@ -59,4 +77,4 @@ def configure_device(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-__all__ = ["Precision", "configure_device", "resolve"]
+__all__ = ["Precision", "configure_device", "cpu_has_native_bf16", "resolve"]
