@@ -421,6 +421,25 @@ def test_every_mode_resumes_exactly_and_saves_plain_weights(toy, tmp_path, monke
     assert meta.channels_last is (settings.get("precision") == "bf16")
 
 
+@pytest.mark.slow
+def test_prefetched_batches_train_the_same_weights_and_stop_their_workers(toy, tmp_path, monkeypatch):
+    """The prefetch thread a GPU run uses (data/prefetch.py), here forced on the CPU with a loader worker: the same
+    weights as batches prepared in the step, and neither the thread nor the worker outlives the run."""
+    import multiprocessing
+    import threading
+
+    from scbloss.engine import train as train_module
+
+    values = _config(toy, max_iter=4, num_workers=1)
+    plain = train(config_from_dict(values), tmp_path / "plain")
+    monkeypatch.setattr(train_module, "prefetches", lambda device: True)
+    prefetched = train(config_from_dict(values), tmp_path / "prefetched")
+    a, b = (torch.load(path, weights_only=True)["model"] for path in (plain, prefetched))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not [t for t in threading.enumerate() if t.name == "batch-prefetch" and t.is_alive()]
+    assert not multiprocessing.active_children()
+
+
 def test_fp16_on_a_cpu_is_refused(toy, tmp_path):
     with pytest.raises(ValueError, match="precision fp16 needs a CUDA device"):
         train(config_from_dict(_config(toy, precision="fp16")), tmp_path / "run")

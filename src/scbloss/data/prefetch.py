@@ -113,7 +113,7 @@ class Prefetcher:
         return item
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the producer; it finishes the batch it is preparing, then ends."""
+        """Stop the producer (it finishes the batch it is preparing, then ends), then the source's loader workers."""
         self.stop.set()
         while True:  # unblock a producer waiting on a full queue
             try:
@@ -121,6 +121,9 @@ class Prefetcher:
             except queue.Empty:
                 break
         self.thread.join(timeout)
+        shutdown = getattr(self.source, "_shutdown_workers", None)  # a DataLoader iterator's (loader.batches)
+        if shutdown is not None:
+            shutdown()
 
     _shutdown_workers = close  # what scbloss.data.loader.batches calls on every way out
 
@@ -131,4 +134,15 @@ class Prefetcher:
         self.close()
 
 
-__all__ = ["PrefetchError", "Prefetcher"]
+class Prefetched:
+    """A loader whose batches come through ``prepare`` one step ahead: each ``iter`` starts the loader's workers in
+    the calling thread and a :class:`Prefetcher` over them (``first``: the index of the first batch, for errors)."""
+
+    def __init__(self, loader: Iterable, prepare: Callable, device: torch.device, first: int = 0) -> None:
+        self.loader, self.prepare, self.device, self.first = loader, prepare, device, first
+
+    def __iter__(self) -> Prefetcher:
+        return Prefetcher(iter(self.loader), self.prepare, self.device, first=self.first)
+
+
+__all__ = ["PrefetchError", "Prefetched", "Prefetcher"]

@@ -25,6 +25,7 @@ from ..data.loader import (
     make_loader,
     training_transform,
 )
+from ..data.prefetch import Prefetched
 from ..data.transforms import normalization
 from ..detectors.backbones import backbone_weights
 from ..models import build_criterion, build_model
@@ -72,14 +73,18 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
     start = run.resume(state)
     on_device = config.augment_on == "gpu" or (config.augment_on == "auto" and device.type == "cuda")
     cache = image_cache(config, state, world, device, on_device)
+    loader = build_loader(config, state, world, start, on_device, cache)
+    prepare = batch_preparer(config, state, device, on_device, cache)
+    if prefetches(device):
+        loader, prepare = Prefetched(loader, prepare, device, first=start), _prepared
     trainer = Trainer(
         model=state.model,
         criterion=state.criterion,
         optimizer=state.optimizer,
         lr_at=lr_schedule(config),
         scaler=state.scaler,
-        loader=build_loader(config, state, world, start, on_device, cache),
-        prepare=batch_preparer(config, state, device, on_device, cache),
+        loader=loader,
+        prepare=prepare,
         start_iter=start,
         max_iter=config.max_iter,
         forward=forward_module(state, world, device),
@@ -88,7 +93,12 @@ def train(config: TrainConfig, out: Path, world: World | None = None) -> Path:
         global_terms=global_terms if world.size > 1 else None,
         accumulate=config.accumulate_grad,
     )
-    log.info("%s, augmentation on %s", state.precision.describe(), "the device" if on_device else "the CPU workers")
+    log.info(
+        "%s, augmentation on %s%s",
+        state.precision.describe(),
+        "the device" if on_device else "the CPU workers",
+        ", the next batch prepared during each step" if prefetches(device) else "",
+    )
     trainer.register_hooks(training_hooks(config, run, state, world, device, start))
     try:
         trainer.train()
@@ -223,6 +233,16 @@ def batch_preparer(
         batch[0].to(device, non_blocking=True, memory_format=memory_format),
         targets_to_device(batch[1]),
     )
+
+
+def prefetches(device: torch.device) -> bool:
+    """Whether the next batch is prepared (copied, decoded, augmented) in a thread while a step runs: on a GPU, where
+    the step leaves the CPU free; on a CPU that thread would take the cores from the step."""
+    return device.type == "cuda"
+
+
+def _prepared(batch):
+    return batch
 
 
 def forward_module(state: TrainingState, world: World, device: torch.device) -> torch.nn.Module:
